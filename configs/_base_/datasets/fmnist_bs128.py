@@ -1,0 +1,32 @@
+# Fashion-MNIST, padded to 32x32. The train split is used ONLY to train teachers (and the
+# real-data reference student); the test split ONLY to evaluate.
+dataset_type = 'FashionMNISTIdx'
+data_root = '/usr/share/datasets/fashion-mnist'
+data_preprocessor = dict(num_classes=10, mean=[72.94], std=[90.0], to_rgb=False)
+
+train_pipeline = [
+    dict(type='CenterPad', size=32),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [dict(type='CenterPad', size=32), dict(type='PackInputs')]
+
+train_dataloader = dict(
+    batch_size=128,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(type=dataset_type, data_root=data_root, split='train',
+                 pipeline=train_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=True),
+)
+val_dataloader = dict(
+    batch_size=500,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(type=dataset_type, data_root=data_root, split='test',
+                 pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False),
+)
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator

@@ -1,0 +1,29 @@
+# DFAD (Fang et al., 2019): an adversarial game. The generator seeks samples where student
+# and teacher logits differ most (L1); the student then closes the gap, 5 steps per G step.
+_base_ = ['../_base_/datafree_lenet5bn_lenet5half_fmnist.py']
+
+model = dict(
+    synthesizer=dict(
+        type='GeneratorSynthesizer',
+        generator={{_base_.generator}},
+        batch_size=256,
+        adversarial=dict(type='AdversarialDisagreementLoss', divergence='l1'),
+    ),
+    distill_loss=dict(type='L1LogitLoss'),
+    synthesizer_steps=1,
+    student_steps=5,
+)
+
+max_iters = 1000
+optim_wrapper = dict(
+    constructor='DataFreeOptimWrapperConstructor',
+    student=dict(type='OptimWrapper',
+                 optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4)),
+    synthesizer=dict(type='OptimWrapper',
+                     optimizer=dict(type='Adam', lr=1e-3, betas=(0.5, 0.999))),
+)
+param_scheduler = dict(
+    student=dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False),
+    synthesizer=dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False),
+)
+train_cfg = dict(max_iters=max_iters, val_interval=250)

@@ -1,0 +1,15 @@
+# CIFAR ResNet-34 teacher (GPU users). Data root: --cfg-options data_root=... is not enough
+# for nested dataloaders, so edit data_root below or pass
+# train_dataloader.dataset.data_root=... val_dataloader.dataset.data_root=...
+_base_ = [
+    '../_base_/datasets/cifar10_bs128.py', '../_base_/schedules/cifar_teacher.py',
+    '../_base_/default_runtime.py'
+]
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='ResNet_CIFAR', depth=34, num_stages=4, out_indices=(3, ),
+                  style='pytorch'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes=10, in_channels=512,
+              loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+)

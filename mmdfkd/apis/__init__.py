@@ -1,0 +1,3 @@
+from .config import build_runner, load_config
+
+__all__ = ['load_config', 'build_runner']

@@ -1,0 +1,81 @@
+"""Config loading shared by ``tools/*.py`` and the benchmark, so all behave the same."""
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import mmdfkd  # noqa: F401  (registers modules and the resume-safe checkpoint loader)
+
+
+def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
+                launcher: str = 'none', amp: bool = False, resume: str | None = None,
+                no_validate: bool = False, auto_scale_lr: bool = False) -> Config:
+    """Read a config and apply the command-line switches of ``tools/train.py``.
+
+    Args:
+        path: Config file.
+        cfg_options: ``--cfg-options`` overrides.
+        work_dir: Output folder; defaults to ``work_dirs/<config name>``.
+        launcher: ``none``/``pytorch``/``slurm``/``mpi``. Without a GPU the distributed
+            backend falls back to gloo.
+        amp: Use ``AmpOptimWrapper`` (for each wrapper of a data-free optim_wrapper dict).
+        resume: ``'auto'`` for the latest checkpoint in ``work_dir`` or a checkpoint path.
+        no_validate: Drop validation during training.
+        auto_scale_lr: Enable ``auto_scale_lr``.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config {path} not found')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
+    if launcher != 'none' and not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if amp:
+        wrappers = cfg.optim_wrapper
+        targets = ([w for k, w in wrappers.items() if isinstance(w, dict) and 'optimizer' in w]
+                   if 'constructor' in wrappers else [wrappers])
+        for w in targets:
+            w['type'] = 'AmpOptimWrapper'
+            w.setdefault('loss_scale', 'dynamic')
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif resume is not None:
+        cfg.resume, cfg.load_from = True, resume
+    if no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if auto_scale_lr:
+        cfg.setdefault('auto_scale_lr', {})['enable'] = True
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the runner named by ``cfg.runner_type`` (``DataFreeRunner`` for data-free
+    configs) or mmengine's ``Runner``."""
+    if cfg.get('launcher', 'none') == 'pytorch' and not torch.cuda.is_available():
+        _init_cpu_process_group(cfg)
+    if 'runner_type' in cfg:
+        from mmdfkd.registry import RUNNERS
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def _init_cpu_process_group(cfg: Config) -> None:
+    """Start the gloo process group on CPU-only machines.
+
+    mmengine 0.10.7's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally for the
+    ``pytorch`` launcher, which fails without a GPU; the runner skips ``init_dist`` when a
+    process group already exists, so we create it here.
+    """
+    import torch.distributed as torch_dist
+    if torch_dist.is_initialized():
+        return
+    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo')
+    if backend != 'gloo':
+        raise ValueError(f"env_cfg.dist_cfg.backend='{backend}' needs GPUs; use 'gloo' on CPU.")
+    torch_dist.init_process_group(backend='gloo')

@@ -1,0 +1,72 @@
+"""Turn a data-free checkpoint into a student-only mmpretrain checkpoint + config."""
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+
+from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint
+
+STUDENT_PREFIX = 'student.'
+
+
+def _qualify_mmdfkd_types(cfg):
+    """Prefix types registered by mmdfkd itself with ``mmdfkd.`` so that a config in
+    mmpretrain's scope still finds them (mmpretrain cannot see its child registries)."""
+    from mmdfkd.registry import DATASETS, MODELS, TRANSFORMS
+    own = {**MODELS.module_dict, **DATASETS.module_dict, **TRANSFORMS.module_dict}
+    if isinstance(cfg, dict):
+        out = {k: _qualify_mmdfkd_types(v) for k, v in cfg.items()}
+        t = out.get('type')
+        if isinstance(t, str) and '.' not in t and t in own:
+            out['type'] = f'mmdfkd.{t}'
+        return out
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_qualify_mmdfkd_types(v) for v in cfg)
+    return cfg
+
+
+def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str]:
+    """Write ``student.pth`` and ``student_config.py`` into ``out_dir``.
+
+    The config is a plain mmpretrain one (``default_scope='mmpretrain'``) with the student
+    model, the data preprocessor and the config's test split; it imports mmdfkd only for
+    mmdfkd's backbones (e.g. ``LeNet``).
+
+    Returns:
+        Paths of the checkpoint and the config.
+    """
+    cfg = Config.fromfile(config)
+    if cfg.model.get('type') != 'DataFreeDistiller' or 'student' not in cfg.model:
+        raise ValueError(f'{config} is not a data-free config (model.type must be '
+                         'DataFreeDistiller with a model.student).')
+    state = load_local_checkpoint(checkpoint, map_location='cpu')
+    state_dict = state.get('state_dict', state)
+    student_state = {k[len(STUDENT_PREFIX):]: v for k, v in state_dict.items()
+                     if k.startswith(STUDENT_PREFIX)}
+    if not student_state:
+        raise KeyError(f'{checkpoint} holds no `student.*` weights; is it a data-free run?')
+    os.makedirs(out_dir, exist_ok=True)
+    meta = dict(state.get('meta', {}))
+    meta['exported_from'] = osp.abspath(checkpoint)
+    ckpt_path = osp.join(out_dir, 'student.pth')
+    torch.save({'state_dict': student_state, 'meta': meta}, ckpt_path)
+
+    model = _qualify_mmdfkd_types(cfg.model.student.to_dict())
+    model['data_preprocessor'] = dict(cfg.model.get('data_preprocessor') or {})
+    model['data_preprocessor'].pop('type', None)
+    student_cfg = Config(dict(
+        default_scope='mmpretrain',
+        custom_imports=dict(imports=['mmdfkd'], allow_failed_imports=False),
+        model=model,
+        test_dataloader=_qualify_mmdfkd_types(cfg.test_dataloader.to_dict()),
+        test_evaluator=cfg.test_evaluator,
+        test_cfg=dict(),
+        default_hooks=dict(logger=dict(type='LoggerHook', interval=50)),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        visualizer=dict(type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')]),
+        log_level='INFO',
+    ))
+    cfg_path = osp.join(out_dir, 'student_config.py')
+    student_cfg.dump(cfg_path)
+    return ckpt_path, cfg_path

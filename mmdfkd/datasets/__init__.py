@@ -1,0 +1,4 @@
+from .fashion_mnist import DEBIAN_FASHION_MNIST_ROOT, FashionMNISTIdx
+from .transforms import CenterPad
+
+__all__ = ['FashionMNISTIdx', 'CenterPad', 'DEBIAN_FASHION_MNIST_ROOT']

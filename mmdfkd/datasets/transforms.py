@@ -1,0 +1,38 @@
+"""Small data transforms that mmpretrain/mmcv lack."""
+import numpy as np
+from mmcv.transforms import BaseTransform
+
+from mmdfkd.registry import TRANSFORMS
+
+
+@TRANSFORMS.register_module()
+class CenterPad(BaseTransform):
+    """Pad ``results['img']`` evenly on all sides to ``size`` x ``size``.
+
+    LeNet-5 takes 32x32 inputs; Fashion-MNIST images are 28x28. mmcv's ``Pad`` pads only the
+    bottom/right, which would shift every object off centre.
+
+    Args:
+        size (int): Output height and width.
+        pad_val (int): Value of the padded pixels.
+    """
+
+    def __init__(self, size: int, pad_val: int = 0) -> None:
+        self.size = size
+        self.pad_val = pad_val
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        h, w = img.shape[:2]
+        if h > self.size or w > self.size:
+            raise ValueError(f'CenterPad(size={self.size}) got a larger image {h}x{w}; '
+                             'use a Resize/crop transform before it.')
+        top, left = (self.size - h) // 2, (self.size - w) // 2
+        pad = [(top, self.size - h - top), (left, self.size - w - left)]
+        pad += [(0, 0)] * (img.ndim - 2)
+        results['img'] = np.pad(img, pad, constant_values=self.pad_val)
+        results['img_shape'] = results['img'].shape[:2]
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(size={self.size}, pad_val={self.pad_val})'

@@ -1,0 +1,3 @@
+from .data_free_constructor import DataFreeOptimWrapperConstructor
+
+__all__ = ['DataFreeOptimWrapperConstructor']

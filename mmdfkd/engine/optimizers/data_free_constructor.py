@@ -1,0 +1,46 @@
+"""Build one optimizer wrapper per trainable part of a data-free algorithm."""
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapperDict
+from torch import nn
+
+from mmdfkd.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class DataFreeOptimWrapperConstructor:
+    """Turn ``optim_wrapper=dict(student=dict(...), synthesizer=dict(...))`` into an
+    :class:`OptimWrapperDict` with one wrapper per named child of the model.
+
+    Each entry is an ordinary mmengine optim-wrapper config (``type``, ``optimizer``,
+    ``paramwise_cfg``, ``clip_grad``...), so each part keeps its own optimizer and LR
+    schedule (``param_scheduler`` can be a dict keyed by the same names).
+
+    Args:
+        optim_wrapper_cfg (dict): Mapping of child-module name to optim-wrapper config.
+        paramwise_cfg (dict, optional): Not supported at this level; set it per entry.
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: dict | None = None) -> None:
+        if paramwise_cfg is not None:
+            raise ValueError('DataFreeOptimWrapperConstructor: put paramwise_cfg inside each '
+                             'entry (e.g. optim_wrapper.student.paramwise_cfg).')
+        if not optim_wrapper_cfg:
+            raise ValueError('optim_wrapper needs at least a `student` entry.')
+        self.optim_wrapper_cfg = optim_wrapper_cfg
+
+    def __call__(self, model: nn.Module) -> OptimWrapperDict:
+        model = getattr(model, 'module', model)
+        wrappers = {}
+        for name, cfg in self.optim_wrapper_cfg.items():
+            if not isinstance(cfg, dict) or 'optimizer' not in cfg:
+                raise ValueError(f'optim_wrapper.{name} must be an optim-wrapper config with an '
+                                 f"`optimizer`, e.g. dict(type='OptimWrapper', optimizer="
+                                 f"dict(type='Adam', lr=1e-3)); got {cfg!r}.")
+            submodule = getattr(model, name, None)
+            if not isinstance(submodule, nn.Module):
+                children = [n for n, _ in model.named_children()]
+                raise ValueError(f"optim_wrapper.{name}: the model has no child '{name}'; "
+                                 f'children are {children}.')
+            cfg = dict(cfg)
+            paramwise = cfg.pop('paramwise_cfg', None)
+            wrappers[name] = DefaultOptimWrapperConstructor(cfg, paramwise)(submodule)
+        return OptimWrapperDict(**wrappers)

@@ -1,0 +1,21 @@
+"""Make mmengine 0.10.7 resume work on torch >= 2.6.
+
+torch 2.6 changed ``torch.load``'s default to ``weights_only=True``, which refuses the
+``HistoryBuffer`` and numpy objects that mmengine stores in the message hub of every
+checkpoint, so ``resume=True`` fails. mmengine only fixed this on an unreleased branch.
+We replace the loader for local paths (the user's own files) with one that passes
+``weights_only=False``; remote schemes keep mmengine's loaders.
+"""
+import os.path as osp
+
+import torch
+from mmengine.runner.checkpoint import CheckpointLoader
+
+
+@CheckpointLoader.register_scheme(prefixes='', force=True)
+def load_local_checkpoint(filename: str, map_location=None) -> dict:
+    """Load a checkpoint from a local path, allowing the objects mmengine itself saves."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return torch.load(filename, map_location=map_location, weights_only=False)

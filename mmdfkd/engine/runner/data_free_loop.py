@@ -1,0 +1,139 @@
+"""Training loop for data-free distillation: the batches come from the synthesizer."""
+import time
+
+from mmengine.runner import BaseLoop
+
+from mmdfkd.registry import LOOPS
+
+
+class _SyntheticDataset:
+    """Stands in for ``dataloader.dataset`` where mmengine reads the class names."""
+
+    def __init__(self, metainfo: dict) -> None:
+        self.metainfo = metainfo
+
+
+class SyntheticBatchSource:
+    """What the runner sees as the train dataloader: one entry per iteration.
+
+    The images themselves are made inside ``model.train_step`` by the synthesizer; this object
+    only gives hooks the length (``max_iters``) and the class names they expect.
+    """
+
+    def __init__(self, num_iters: int, metainfo: dict) -> None:
+        self.num_iters = num_iters
+        self.dataset = _SyntheticDataset(metainfo)
+        self.batch_size = None
+
+    def __len__(self) -> int:
+        return self.num_iters
+
+
+@LOOPS.register_module()
+class DataFreeTrainLoop(BaseLoop):
+    """Iteration-based loop that needs no training dataset.
+
+    It calls ``model.train_step(iteration, optim_wrapper)`` ``max_iters`` times with the usual
+    hooks (logging, checkpoints, param schedulers), validates every ``val_interval``
+    iterations and always after the last one.
+
+    Args:
+        runner (Runner): The runner.
+        dataloader: Ignored; must be ``None`` (``train_dataloader`` is not set for data-free
+            training).
+        max_iters (int): Total iterations.
+        val_interval (int): Validation interval in iterations.
+        val_begin (int): First iteration that may validate.
+        time_budget_s (float, optional): Wall-clock budget; when spent, the current
+            iteration becomes the last one (checkpoint saved, final validation run).
+        metainfo (dict, optional): Dataset meta (``classes``) for the visualizer/checkpoint;
+            defaults to the validation dataset's.
+    """
+
+    def __init__(self, runner, dataloader=None, max_iters: int = 1000,
+                 val_interval: int = 1000, val_begin: int = 1,
+                 time_budget_s: float | None = None, metainfo: dict | None = None) -> None:
+        if dataloader is not None:
+            raise ValueError('DataFreeTrainLoop trains without a dataset: remove '
+                             '`train_dataloader` from the config (the synthesizer makes the '
+                             'batches) and set `runner_type = "DataFreeRunner"`.')
+        self._runner = runner
+        if int(max_iters) != max_iters or max_iters < 1:
+            raise ValueError(f'train_cfg.max_iters must be a positive integer, got {max_iters}')
+        self._max_iters = int(max_iters)
+        self._iter = 0
+        self._epoch = 0
+        self.val_interval = val_interval
+        self.val_begin = val_begin
+        self.time_budget_s = time_budget_s
+        self.stop_training = False
+        if metainfo is None:
+            metainfo = self._val_metainfo(runner)
+        self.dataloader = SyntheticBatchSource(self._max_iters, metainfo)
+        runner.visualizer.dataset_meta = metainfo
+
+    @staticmethod
+    def _val_metainfo(runner) -> dict:
+        cfg = getattr(runner, '_val_dataloader', None)
+        dataset = getattr(cfg, 'dataset', None)
+        if dataset is not None and hasattr(dataset, 'metainfo'):
+            return dict(dataset.metainfo)
+        if isinstance(cfg, dict) and isinstance(cfg.get('dataset'), dict):
+            meta = cfg['dataset'].get('metainfo')
+            if meta:
+                return dict(meta)
+            from mmdfkd.registry import DATASETS
+            dataset_cls = DATASETS.get(cfg['dataset'].get('type', ''))
+            if dataset_cls is not None and hasattr(dataset_cls, 'METAINFO'):
+                return dict(dataset_cls.METAINFO)
+        return {}
+
+    @property
+    def max_epochs(self) -> int:
+        return 1
+
+    @property
+    def max_iters(self) -> int:
+        return self._max_iters
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def iter(self) -> int:
+        return self._iter
+
+    def run(self):
+        self.runner.call_hook('before_train')
+        self.runner.call_hook('before_train_epoch')
+        start = time.perf_counter()
+        while self._iter < self._max_iters and not self.stop_training:
+            self.runner.model.train()
+            self.run_iter(start)
+            if (self.runner.val_loop is not None and self._iter >= self.val_begin
+                    and (self._iter % self.val_interval == 0
+                         or self._iter == self._max_iters)):
+                self.runner.val_loop.run()
+        self.runner.call_hook('after_train_epoch')
+        self.runner.call_hook('after_train')
+        return self.runner.model
+
+    def run_iter(self, start: float) -> None:
+        data_batch = dict(iteration=self._iter)
+        self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)
+        outputs = self.runner.model.train_step(data_batch,
+                                               optim_wrapper=self.runner.optim_wrapper)
+        if (self.time_budget_s is not None
+                and time.perf_counter() - start >= self.time_budget_s
+                and self._iter + 1 < self._max_iters):
+            # Make this the last iteration *before* the hooks run, so CheckpointHook's
+            # save_last and the final validation treat it as the end of training.
+            self.runner.logger.info(
+                f'train_cfg.time_budget_s={self.time_budget_s} reached at iteration '
+                f'{self._iter + 1}; stopping (max_iters {self._max_iters} -> {self._iter + 1}).')
+            self._max_iters = self._iter + 1
+            self.dataloader.num_iters = self._max_iters
+        self.runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch,
+                              outputs=outputs)
+        self._iter += 1

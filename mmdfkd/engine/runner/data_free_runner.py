@@ -1,0 +1,51 @@
+"""Runner that accepts a training config without a training dataloader."""
+from mmengine.device import get_device
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+from mmdfkd.registry import MODEL_WRAPPERS, RUNNERS
+
+
+@RUNNERS.register_module()
+class DataFreeRunner(Runner):
+    """mmengine ``Runner`` for data-free training.
+
+    mmengine requires ``train_dataloader``, ``train_cfg`` and ``optim_wrapper`` together; a
+    data-free method has no training data, so this runner lets ``train_dataloader`` be absent
+    when ``train_cfg`` names a loop that makes its own batches (``DataFreeTrainLoop``).
+    """
+
+    def __init__(self, *args, train_dataloader=None, train_cfg=None, optim_wrapper=None,
+                 **kwargs) -> None:
+        data_free = train_dataloader is None and train_cfg is not None
+        if data_free and 'type' not in train_cfg:
+            raise ValueError("train_cfg must name a data-free loop, e.g. train_cfg=dict("
+                             "type='DataFreeTrainLoop', max_iters=..., val_interval=...), "
+                             'when there is no train_dataloader.')
+        # A placeholder gets past mmengine's all-or-none check; it is removed right after,
+        # so the loop is built with dataloader=None.
+        super().__init__(*args, train_dataloader={} if data_free else train_dataloader,
+                         train_cfg=train_cfg, optim_wrapper=optim_wrapper, **kwargs)
+        if data_free:
+            self._train_dataloader = None
+
+    @classmethod
+    def from_cfg(cls, cfg) -> 'DataFreeRunner':
+        """Build from a config; the top-level ``teacher_ckpt`` variable (what
+        ``--cfg-options teacher_ckpt=PATH`` changes) is copied into ``model.teacher_ckpt``."""
+        if cfg.get('teacher_ckpt') is not None and isinstance(cfg.get('model'), dict):
+            cfg.model['teacher_ckpt'] = cfg.teacher_ckpt
+        return super().from_cfg(cfg)
+
+    def wrap_model(self, model_wrapper_cfg, model):
+        """Build mmdfkd's own wrappers (``DataFreeSeparateDDP``) from mmdfkd's registry.
+
+        mmengine's ``wrap_model`` looks wrapper types up in its root registry only, which
+        cannot see a plugin's registries below mmpretrain's.
+        """
+        wrapper_type = (model_wrapper_cfg or {}).get('type', '')
+        if (self.distributed and not is_model_wrapper(model) and isinstance(wrapper_type, str)
+                and wrapper_type.split('.')[-1] in MODEL_WRAPPERS.module_dict):
+            cfg = dict(model_wrapper_cfg, type=wrapper_type.split('.')[-1])
+            return MODEL_WRAPPERS.build(cfg, default_args=dict(module=model.to(get_device())))
+        return super().wrap_model(model_wrapper_cfg, model)

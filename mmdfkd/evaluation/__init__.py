@@ -1,0 +1,1 @@
+"""Metrics: mmdfkd uses mmpretrains (e.g. ``Accuracy``) through the registry parents."""

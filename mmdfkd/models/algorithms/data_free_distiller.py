@@ -1,0 +1,174 @@
+"""The algorithm model that runs a data-free distillation on mmengine's runner."""
+import os.path as osp
+import time
+
+import torch
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper, OptimWrapperDict
+from mmengine.runner import load_checkpoint
+from torch import nn
+
+from mmdfkd.models.utils import (ModuleOutputRecorder, classifier_logits_and_features,
+                                 frozen_parameters)
+from mmdfkd.registry import MODELS
+
+TEACHER_HINT = ('train one with `python tools/train.py configs/teachers/lenet5bn_fmnist.py '
+                '--work-dir work_dirs/teacher` and pass it with '
+                '`--cfg-options teacher_ckpt=work_dirs/teacher/epoch_N.pth`')
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (or the module itself)."""
+    return getattr(module, 'module', module)
+
+
+@MODELS.register_module()
+class DataFreeDistiller(BaseModel):
+    """Distil a frozen teacher into a student using only synthetic images.
+
+    Each training iteration runs ``synthesizer_steps`` synthesizer updates (the student's
+    parameters frozen, so it picks up no gradient) followed by ``student_steps`` student updates
+    on fresh samples labelled by the teacher. Validation and testing evaluate the student.
+
+    Args:
+        teacher (dict): mmpretrain ``ImageClassifier`` config of the teacher.
+        student (dict): mmpretrain ``ImageClassifier`` config of the student.
+        synthesizer (dict): Synthesizer config (see ``mmdfkd.models.synthesizers``).
+        teacher_ckpt (str): Path of the trained teacher's checkpoint.
+        distill_loss (dict): Student-vs-teacher logit loss, e.g. ``KLDivergenceLoss``.
+        feature_loss (dict, optional): Student-vs-teacher feature loss such as
+            ``AttentionTransferLoss``; needs ``feature_layers``.
+        feature_layers (dict, optional): ``dict(student=[names], teacher=[names])`` of the
+            modules whose outputs ``feature_loss`` compares, paired in order.
+        synthesizer_steps (int): Synthesizer updates per iteration.
+        student_steps (int): Student updates per iteration.
+        student_batch_size (int, optional): Images per student update; defaults to the
+            synthesizer's ``batch_size``.
+        data_preprocessor (dict, optional): Normalises real validation/test images into the
+            teachers' input space (synthetic images are already in it).
+    """
+
+    def __init__(self, teacher: dict, student: dict, synthesizer: dict,
+                 teacher_ckpt: str | None, distill_loss: dict,
+                 feature_loss: dict | None = None, feature_layers: dict | None = None,
+                 synthesizer_steps: int = 1, student_steps: int = 1,
+                 student_batch_size: int | None = None,
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.teacher = MODELS.build(teacher)
+        self._load_teacher(teacher_ckpt)
+        self.student = MODELS.build(student)
+        self.synthesizer = MODELS.build(synthesizer)
+        self.synthesizer.bind(self.teacher)
+        self.distill_loss = MODELS.build(distill_loss)
+        self.feature_loss = MODELS.build(feature_loss) if feature_loss else None
+        self._feature_recorders = None
+        if self.feature_loss is not None:
+            if not feature_layers or set(feature_layers) != {'student', 'teacher'}:
+                raise ValueError('model.feature_loss needs model.feature_layers='
+                                 "dict(student=[...], teacher=[...]) naming the modules to "
+                                 "compare, e.g. ['backbone.conv1', 'backbone.conv2'].")
+            self._feature_recorders = (
+                ModuleOutputRecorder(self.student, feature_layers['student']),
+                ModuleOutputRecorder(self.teacher, feature_layers['teacher']))
+        if synthesizer_steps < 0 or student_steps < 1:
+            raise ValueError('model.synthesizer_steps must be >= 0 and model.student_steps '
+                             f'>= 1; got {synthesizer_steps} and {student_steps}.')
+        self.synthesizer_steps = synthesizer_steps
+        self.student_steps = student_steps
+        self.student_batch_size = student_batch_size or getattr(synthesizer, 'batch_size', 256)
+        # Every image shown to the teacher; a buffer so checkpoints (and resume) keep it.
+        self.register_buffer('teacher_queries', torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------ teacher
+    def _load_teacher(self, teacher_ckpt: str | None) -> None:
+        if not teacher_ckpt:
+            raise ValueError(f'teacher_ckpt is not set: {TEACHER_HINT}.')
+        if not osp.isfile(teacher_ckpt):
+            raise FileNotFoundError(f"teacher_ckpt '{teacher_ckpt}' does not exist: "
+                                    f'{TEACHER_HINT}.')
+        load_checkpoint(self.teacher, teacher_ckpt, map_location='cpu', strict=True,
+                        revise_keys=[(r'^module\.', '')])
+        self.teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def init_weights(self) -> None:
+        # The runner calls this before training; the teacher keeps its trained weights.
+        for name, child in self.named_children():
+            if name != 'teacher' and hasattr(child, 'init_weights'):
+                child.init_weights()
+
+    def train(self, mode: bool = True) -> 'DataFreeDistiller':
+        super().train(mode)
+        self.teacher.eval()  # BN running stats and dropout of the teacher never change
+        return self
+
+    def teacher_forward(self, images: torch.Tensor, with_features: bool = False
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher logits (and penultimate features); counts every image as a query."""
+        self.teacher_queries += images.size(0)
+        if with_features:
+            return classifier_logits_and_features(self.teacher, images)
+        return self.teacher(images, mode='tensor'), None
+
+    def student_forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Student logits through the unwrapped module (used inside synthesizer steps)."""
+        return unwrap(self.student)(images, mode='tensor')
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, data, optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
+        """One data-free iteration; ``data`` is the loop's iteration index and is unused."""
+        if not isinstance(optim_wrapper, OptimWrapperDict) or 'student' not in optim_wrapper:
+            raise TypeError("DataFreeDistiller needs optim_wrapper=dict(constructor="
+                            "'DataFreeOptimWrapperConstructor', student=dict(...), "
+                            'synthesizer=dict(...)) in the config.')
+        synth_ow = optim_wrapper['synthesizer'] if 'synthesizer' in optim_wrapper else None
+        log_vars: dict[str, torch.Tensor] = {}
+        self._synth_time, self._synth_images = 0.0, 0
+        for _ in range(self.synthesizer_steps):
+            for k, v in self.synthesizer_step(synth_ow).items():
+                log_vars[f'synth.{k}'] = log_vars.get(f'synth.{k}', 0) + v / self.synthesizer_steps
+        for _ in range(self.student_steps):
+            for k, v in self.student_step(optim_wrapper['student']).items():
+                log_vars[f'student.{k}'] = log_vars.get(f'student.{k}', 0) + v / self.student_steps
+        log_vars['synth_img_per_s'] = torch.tensor(self._synth_images /
+                                                   max(self._synth_time, 1e-9))
+        log_vars['teacher_queries'] = self.teacher_queries.detach().clone().float()
+        return log_vars
+
+    def synthesizer_step(self, optim_wrapper: OptimWrapper | None) -> dict[str, torch.Tensor]:
+        """One synthesizer update with the student's parameters frozen."""
+        synthesizer = unwrap(self.synthesizer)
+        start = time.perf_counter()
+        with frozen_parameters(self.student):
+            losses = synthesizer.synthesize(self, optim_wrapper)
+        self._synth_time = getattr(self, '_synth_time', 0.0) + time.perf_counter() - start
+        self._synth_images = getattr(self, '_synth_images', 0) + getattr(
+            synthesizer, 'batch_size', 0)
+        return losses
+
+    def student_step(self, optim_wrapper: OptimWrapper) -> dict[str, torch.Tensor]:
+        """One student update on fresh synthetic samples labelled by the teacher."""
+        start = time.perf_counter()
+        images = unwrap(self.synthesizer).sample(self.student_batch_size)
+        self._synth_time = getattr(self, '_synth_time', 0.0) + time.perf_counter() - start
+        self._synth_images = getattr(self, '_synth_images', 0) + images.size(0)
+        with torch.no_grad():
+            t_logits, _ = self.teacher_forward(images)
+        s_logits = self.student(images, mode='tensor')
+        losses = {'loss_kd': self.distill_loss(s_logits, t_logits)}
+        if self.feature_loss is not None:
+            s_feats, t_feats = (r.outputs() for r in self._feature_recorders)
+            losses['loss_feat'] = self.feature_loss(s_feats, t_feats)
+        loss, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+        return {k: v for k, v in log_vars.items() if k != 'loss'}
+
+    # ------------------------------------------------------------------ evaluation
+    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):
+        """``'predict'``/``'tensor'`` run the student; training goes through train_step."""
+        if mode == 'loss':
+            raise RuntimeError('DataFreeDistiller has no supervised loss mode; train it with '
+                               'train_step (the DataFreeTrainLoop calls it).')
+        return self.student(inputs, data_samples, mode=mode)

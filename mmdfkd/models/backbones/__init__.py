@@ -1,0 +1,4 @@
+from .lenet import LeNet
+from .wide_resnet import WideResNet
+
+__all__ = ['LeNet', 'WideResNet']

@@ -1,0 +1,11 @@
+from .attention import AttentionTransferLoss, spatial_attention
+from .bn_statistics import BNStatisticsLoss
+from .dafl import ActivationLoss, InformationEntropyLoss, OneHotLoss
+from .kd import (AdversarialDisagreementLoss, KLDivergenceLoss, L1LogitLoss, kl_divergence,
+                 l1_logit_distance)
+
+__all__ = [
+    'KLDivergenceLoss', 'L1LogitLoss', 'AdversarialDisagreementLoss', 'kl_divergence',
+    'l1_logit_distance', 'OneHotLoss', 'InformationEntropyLoss', 'ActivationLoss',
+    'BNStatisticsLoss', 'AttentionTransferLoss', 'spatial_attention'
+]

@@ -1,0 +1,5 @@
+from .classifier import classifier_logits_and_features
+from .recorder import ModuleOutputRecorder
+from .freeze import frozen_parameters
+
+__all__ = ['classifier_logits_and_features', 'ModuleOutputRecorder', 'frozen_parameters']

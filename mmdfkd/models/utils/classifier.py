@@ -1,0 +1,20 @@
+"""Helpers to run mmpretrain classifiers on already-normalised image tensors."""
+import torch
+from torch import nn
+
+
+def classifier_logits_and_features(model: nn.Module,
+                                   images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(logits, penultimate_features)`` of an mmpretrain ``ImageClassifier``.
+
+    The features are the head's ``pre_logits`` output (the input of its final linear layer).
+    Heads with an ``fc`` layer reuse the features for the logits, so nothing runs twice.
+    """
+    if not (hasattr(model, 'extract_feat') and hasattr(model, 'head')):
+        raise TypeError(f'{type(model).__name__} is not an mmpretrain ImageClassifier with a '
+                        'head; teachers and students must be ImageClassifier models.')
+    feats = model.extract_feat(images)
+    pre = model.head.pre_logits(feats)
+    fc = getattr(model.head, 'fc', None)
+    logits = fc(pre) if isinstance(fc, nn.Module) else model.head(feats)
+    return logits, pre

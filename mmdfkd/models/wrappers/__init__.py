@@ -1,0 +1,3 @@
+from .separate_ddp import DataFreeSeparateDDP
+
+__all__ = ['DataFreeSeparateDDP']

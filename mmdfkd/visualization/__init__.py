@@ -1,0 +1,1 @@
+"""Visualizers: mmdfkd uses mmpretrains through the registry parents."""

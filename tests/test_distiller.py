@@ -1,0 +1,114 @@
+import copy
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmdfkd.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+
+from .conftest import config_path
+
+
+def build(config: str, teacher_ckpt: str, **model_overrides):
+    cfg = Config.fromfile(config_path(*config.split('/')))
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg['teacher_ckpt'] = teacher_ckpt
+    model_cfg.update(model_overrides)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    optim = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type=cfg.optim_wrapper.constructor,
+        optim_wrapper_cfg={k: v for k, v in cfg.optim_wrapper.items() if k != 'constructor'}))(
+            model)
+    return model, optim
+
+
+def state(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_teacher_stays_frozen_and_in_eval(teacher_ckpt):
+    model, optim = build('dfad/dfad_lenet5bn_lenet5half_fmnist.py', teacher_ckpt)
+    loaded = torch.load(teacher_ckpt, weights_only=False)['state_dict']
+    for k, v in model.teacher.state_dict().items():
+        torch.testing.assert_close(v, loaded[k])  # the checkpoint really was loaded
+    before = state(model.teacher)
+    model.train()
+    assert not model.teacher.training and model.student.training
+    for _ in range(2):
+        model.train_step({}, optim)
+    assert not model.teacher.training
+    for k, v in model.teacher.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=f'teacher {k} changed')
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+
+
+@pytest.mark.parametrize('config', ['dfad/dfad_lenet5bn_lenet5half_fmnist.py',
+                                    'zskt/zskt_lenet5bn_lenet5half_fmnist.py',
+                                    'dafl/dafl_lenet5bn_lenet5half_fmnist.py'])
+def test_synthesizer_step_leaves_no_student_gradient(teacher_ckpt, config):
+    model, optim = build(config, teacher_ckpt)
+    model.train()
+    student_before = state(model.student)
+    gen_before = state(model.synthesizer.generator)
+    losses = model.synthesizer_step(optim['synthesizer'])
+    assert losses and all(torch.isfinite(v) for v in losses.values())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.student.parameters())
+    assert all(p.requires_grad for p in model.student.parameters())  # unfrozen afterwards
+    for k, v in model.student.state_dict().items():
+        if 'running' not in k and 'num_batches' not in k:
+            torch.testing.assert_close(v, student_before[k])
+    changed = [k for k, v in model.synthesizer.generator.state_dict().items()
+               if v.dtype.is_floating_point and not torch.equal(v, gen_before[k])]
+    assert any('weight' in k for k in changed), 'the generator was not updated'
+
+
+def test_student_step_updates_student_only_and_counts_queries(teacher_ckpt):
+    model, optim = build('dfad/dfad_lenet5bn_lenet5half_fmnist.py', teacher_ckpt,
+                         student_batch_size=32)
+    model.train()
+    gen_before = state(model.synthesizer.generator)
+    student_before = state(model.student)
+    assert int(model.teacher_queries) == 0
+    model.student_step(optim['student'])
+    assert int(model.teacher_queries) == 32
+    assert any(not torch.equal(v, student_before[k])
+               for k, v in model.student.state_dict().items() if 'weight' in k)
+    for k, v in model.synthesizer.generator.state_dict().items():
+        if 'running' not in k and 'num_batches' not in k:
+            torch.testing.assert_close(v, gen_before[k])
+    model.synthesizer_step(optim['synthesizer'])
+    assert int(model.teacher_queries) == 32 + model.synthesizer.batch_size
+    assert 'teacher_queries' in model.state_dict()
+
+
+def test_train_step_logs(teacher_ckpt):
+    model, optim = build('zskt/zskt_lenet5bn_lenet5half_fmnist.py', teacher_ckpt,
+                         student_steps=2)
+    model.train()
+    logs = model.train_step({}, optim)
+    assert {'synth.loss_adv', 'student.loss_kd', 'student.loss_feat', 'synth_img_per_s',
+            'teacher_queries'} <= set(logs)
+    assert logs['synth_img_per_s'] > 0
+    assert logs['teacher_queries'] == 128 * 3
+
+
+def test_clear_errors(teacher_ckpt, tmp_path):
+    with pytest.raises(FileNotFoundError, match='tools/train.py'):
+        build('dfad/dfad_lenet5bn_lenet5half_fmnist.py', str(tmp_path / 'missing.pth'))
+    with pytest.raises(ValueError, match='feature_layers'):
+        build('dfad/dfad_lenet5bn_lenet5half_fmnist.py', teacher_ckpt,
+              feature_loss=dict(type='AttentionTransferLoss'))
+    with pytest.raises(KeyError, match='not found'):
+        build('zskt/zskt_lenet5bn_lenet5half_fmnist.py', teacher_ckpt,
+              feature_layers=dict(student=['backbone.nope'], teacher=['backbone.conv1']))
+    model, _ = build('dfad/dfad_lenet5bn_lenet5half_fmnist.py', teacher_ckpt)
+    with pytest.raises(TypeError, match='DataFreeOptimWrapperConstructor'):
+        model.train_step({}, None)
+    with pytest.raises(ValueError, match='at least one objective'):
+        MODELS.build(dict(type='GeneratorSynthesizer',
+                          generator=dict(type='DCGANGenerator', channels=1)))
+    with pytest.raises(ValueError, match='has no child'):
+        OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+            type='DataFreeOptimWrapperConstructor',
+            optim_wrapper_cfg=dict(generator=dict(optimizer=dict(type='SGD', lr=0.1)))))(model)

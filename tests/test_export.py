@@ -1,0 +1,44 @@
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner, load_checkpoint
+
+from mmdfkd.apis.export import export_student
+from mmdfkd.registry import MODELS
+
+from .conftest import config_path, needs_fmnist
+from .runner_utils import last_checkpoint, run_datafree
+
+CONFIG = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
+
+
+@needs_fmnist
+def test_exported_student_is_a_plain_mmpretrain_model(teacher_ckpt, tmp_path):
+    runner = run_datafree(CONFIG, str(tmp_path / 'run'), teacher_ckpt, max_iters=1)
+    ckpt, cfg_path = export_student(config_path(*CONFIG.split('/')),
+                                    last_checkpoint(str(tmp_path / 'run')),
+                                    str(tmp_path / 'export'))
+    state = torch.load(ckpt, weights_only=False)['state_dict']
+    assert state and not any(k.startswith(('teacher', 'synthesizer', 'student.')) for k in state)
+
+    cfg = Config.fromfile(cfg_path)
+    assert cfg.default_scope == 'mmpretrain'
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')
+    student = MMPRETRAIN_MODELS.build(cfg.model)
+    load_checkpoint(student, ckpt, strict=True)
+    student.eval()
+    trained = runner.model.student.eval()
+    x = torch.randn(4, 1, 32, 32)
+    torch.testing.assert_close(student(x, mode='tensor'), trained(x, mode='tensor'))
+
+    # mmengine's plain Runner tests it on the real test split (first 50 images).
+    cfg.test_dataloader.dataset.indices = 50
+    cfg.test_dataloader.num_workers = 0
+    cfg.test_dataloader.persistent_workers = False
+    cfg.work_dir = str(tmp_path / 'test')
+    cfg.load_from = ckpt
+    metrics = Runner.from_cfg(cfg).test()
+    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+    init_default_scope('mmdfkd')
+    assert MODELS.get('LeNet') is not None

@@ -1,0 +1,88 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmdfkd.models.losses import (ActivationLoss, AdversarialDisagreementLoss,
+                                  AttentionTransferLoss, BNStatisticsLoss,
+                                  InformationEntropyLoss, KLDivergenceLoss, L1LogitLoss,
+                                  OneHotLoss)
+
+
+def test_kl_divergence_matches_hand_computed_value():
+    s = torch.tensor([[0.0, 0.0]])
+    t = torch.tensor([[math.log(3.0), 0.0]])  # teacher probs (0.75, 0.25)
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert KLDivergenceLoss()(s, t).item() == pytest.approx(expected, rel=1e-5)
+    # temperature: logits divided by tau, loss scaled by tau^2
+    t2 = torch.tensor([[2 * math.log(3.0), 0.0]])
+    assert KLDivergenceLoss(tau=2.0)(s, t2).item() == pytest.approx(4 * expected, rel=1e-5)
+    assert KLDivergenceLoss()(t, t).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_l1_and_adversarial_losses():
+    s = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    t = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    # per-sample mean |s - t|: (1 + 2)/2 = 1.5 and (0 + 1)/2 = 0.5 -> mean 1.0
+    assert L1LogitLoss()(s, t).item() == pytest.approx(1.0)
+    assert AdversarialDisagreementLoss('l1', loss_weight=2.0)(s, t).item() == pytest.approx(-2.0)
+    # agree_only: sample 0 disagrees (argmax 1 vs 0) so only sample 1 (argmax 0 vs 1)... also
+    # disagrees -> zero; make sample 1 agree:
+    t_agree = torch.tensor([[2.0, 0.0], [1.0, 0.0]])
+    s_agree = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    adv = AdversarialDisagreementLoss('l1', agree_only=True)(s_agree, t_agree)
+    assert adv.item() == pytest.approx(-(0 + 1.0) / 2)  # only sample 1: mean(|2|, |0|) = 1
+    kl = AdversarialDisagreementLoss('kl')(s, t)
+    assert kl.item() == pytest.approx(-KLDivergenceLoss()(s, t).item())
+    with pytest.raises(ValueError, match='divergence'):
+        AdversarialDisagreementLoss('l2')
+
+
+def test_dafl_losses_known_values():
+    logits = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0]])
+    # one-hot: CE against own argmax
+    expected_ce = F.cross_entropy(logits, torch.tensor([0, 1, 2])).item()
+    assert OneHotLoss()(logits).item() == pytest.approx(expected_ce)
+    # balanced batch -> mean prob uniform -> negative entropy = -log(3)
+    assert InformationEntropyLoss()(logits).item() == pytest.approx(-math.log(3), rel=1e-5)
+    # collapsed batch -> close to 0 (no entropy)
+    collapsed = torch.tensor([[50.0, 0.0, 0.0]] * 3)
+    assert InformationEntropyLoss()(collapsed).item() == pytest.approx(0.0, abs=1e-6)
+    feats = torch.tensor([[1.0, -3.0], [2.0, 0.0]])
+    assert ActivationLoss(loss_weight=0.5)(feats).item() == pytest.approx(-0.5 * 6.0 / 4)
+
+
+def test_attention_transfer_known_value():
+    fs = torch.zeros(1, 2, 1, 2)
+    fs[0, :, 0, 0] = 1.0  # attention all on position 0 -> normalised (1, 0)
+    ft = torch.zeros(1, 3, 1, 2)
+    ft[0, :, 0, 1] = 2.0  # attention all on position 1 -> (0, 1)
+    # mean over 2 positions of squared difference: (1 + 1) / 2 = 1
+    assert AttentionTransferLoss()([fs], [ft]).item() == pytest.approx(1.0)
+    assert AttentionTransferLoss(250.0)([fs], [fs * 3]).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match='size'):
+        AttentionTransferLoss()([fs], [torch.ones(1, 2, 2, 2)])
+
+
+def test_bn_statistics_loss_zero_on_running_stats_positive_otherwise():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    bn = net[1]
+    bn.eval()
+    loss = BNStatisticsLoss().bind(net)
+    x = torch.randn(32, 1, 8, 8)
+    with torch.no_grad():
+        feats = net[0](x)
+        bn.running_mean.copy_(feats.mean((0, 2, 3)))
+        bn.running_var.copy_(feats.var((0, 2, 3), unbiased=False))
+    net(x)
+    assert loss().item() == pytest.approx(0.0, abs=1e-5)
+    net(x * 3 + 1)
+    assert loss().item() > 0.5
+    # the loss is differentiable w.r.t. the input
+    x2 = (x * 3 + 1).requires_grad_()
+    net(x2)
+    loss().backward()
+    assert x2.grad is not None and x2.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='BatchNorm'):
+        BNStatisticsLoss().bind(torch.nn.Linear(2, 2))

@@ -1,0 +1,66 @@
+import copy
+
+import torch
+
+from mmdfkd.apis import build_runner
+
+from .conftest import needs_fmnist
+from .runner_utils import datafree_cfg, last_checkpoint
+
+CONFIG = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
+
+
+@needs_fmnist
+def test_resume_continues_at_same_iteration_with_same_state(teacher_ckpt, tmp_path):
+    work = str(tmp_path / 'run')
+    # First run: 2 iterations, checkpoint at iteration 2 (as if it crashed right after).
+    runner = build_runner(datafree_cfg(CONFIG, work, teacher_ckpt, max_iters=2))
+    runner.train()
+    ckpt_path = last_checkpoint(work)
+    saved = torch.load(ckpt_path, weights_only=False)
+
+    # Resume with a longer schedule (`--resume` = auto: latest checkpoint of the work dir).
+    cfg = datafree_cfg(CONFIG, work, teacher_ckpt, max_iters=4, resume=True)
+    cfg['train_cfg']['val_interval'] = 4
+    resumed = build_runner(cfg)
+    seen = {}
+
+    def spy(module_self, data, optim_wrapper, _orig=type(resumed.model).train_step):
+        if not seen:
+            seen['iter'] = resumed.iter
+            seen['queries'] = int(module_self.teacher_queries)
+            seen['student'] = {k: v.clone() for k, v in module_self.student.state_dict().items()}
+            seen['optim'] = copy.deepcopy(optim_wrapper.state_dict())
+        return _orig(module_self, data, optim_wrapper)
+
+    resumed.model.train_step = spy.__get__(resumed.model)
+    resumed.train()
+
+    assert seen['iter'] == 2, 'resume must continue at the saved iteration'
+    assert seen['queries'] == int(saved['state_dict']['teacher_queries'])
+    for k, v in seen['student'].items():
+        torch.testing.assert_close(v, saved['state_dict'][f'student.{k}'])
+    for name in ('student', 'synthesizer'):
+        saved_state = saved['optimizer'][name]['state']
+        resumed_state = seen['optim'][name]['state']
+        assert saved_state.keys() == resumed_state.keys() and saved_state
+        for idx in saved_state:
+            for key, value in saved_state[idx].items():
+                torch.testing.assert_close(resumed_state[idx][key], value)
+    assert resumed.iter == 4
+    final = torch.load(last_checkpoint(work), weights_only=False)
+    assert final['meta']['iter'] == 4
+    assert int(final['state_dict']['teacher_queries']) > seen['queries']
+
+
+def test_local_checkpoint_loader_accepts_mmengine_objects(tmp_path):
+    """torch >= 2.6 refuses mmengine's HistoryBuffer with weights_only=True; ours loads it."""
+    import pytest
+    from mmengine.logging import HistoryBuffer
+    from mmengine.runner.checkpoint import CheckpointLoader
+    path = str(tmp_path / 'c.pth')
+    torch.save({'message_hub': {'log': HistoryBuffer([1.0, 2.0])}}, path)
+    with pytest.raises(Exception):
+        torch.load(path)  # the default the stock mmengine loader relies on
+    loaded = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    assert loaded['message_hub']['log'].mean() == 1.5

@@ -1,0 +1,128 @@
+"""Run a named benchmark suite and write ``OUT/results.json`` + ``OUT/results.md``.
+
+    python tools/benchmark.py --suite fmnist --out work_dirs/bench [--budget-s 900]
+
+Each row trains one method through ``tools/train.py`` in its own process and records the
+teacher's and student's accuracy on the real test split, wall seconds, teacher queries
+(images sent to the teacher) and the process's peak RSS. The teacher is trained first when
+its checkpoint is missing. ``--docs docs/benchmarks.md`` also rewrites that suite's section
+of the docs page.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from mmdfkd.benchmark import SUITES, format_markdown, read_run_result, update_docs  # noqa
+
+
+def run_train(config: str, work_dir: str, cfg_options: list[str]) -> dict:
+    """Train in a child process; return wall seconds and the child's own peak RSS."""
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work_dir]
+    if cfg_options:
+        cmd += ['--cfg-options', *cfg_options]
+    os.makedirs(work_dir, exist_ok=True)
+    start = time.perf_counter()
+    with open(osp.join(work_dir, 'benchmark_stdout.log'), 'w') as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        # wait4 gives this child's rusage alone (RUSAGE_CHILDREN would mix all rows).
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f'training failed ({code}); see {work_dir}/benchmark_stdout.log\n'
+                           f'command: {" ".join(cmd)}')
+    return dict(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024, command=' '.join(
+        ['python', 'tools/train.py', osp.relpath(config, ROOT), '--work-dir', work_dir] +
+        (['--cfg-options', *cfg_options] if cfg_options else [])))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--suite', required=True, choices=sorted(SUITES))
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--budget-s', type=float, default=None,
+                        help='wall-clock budget per data-free row (train_cfg.time_budget_s)')
+    parser.add_argument('--methods', default=None,
+                        help='comma-separated subset of the suite rows to run')
+    parser.add_argument('--teacher-ckpt', default=None,
+                        help='use this teacher checkpoint instead of training one')
+    parser.add_argument('--max-iters', type=int, default=None,
+                        help='override train_cfg.max_iters of data-free rows (smoke runs)')
+    parser.add_argument('--max-epochs', type=int, default=None,
+                        help='override the epochs of supervised rows (teacher, real data)')
+    parser.add_argument('--docs', default=None,
+                        help='also write the table into this markdown file (suite section)')
+    args = parser.parse_args()
+
+    suite = SUITES[args.suite]
+    out = osp.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    epoch_opts = ([f'train_cfg.max_epochs={args.max_epochs}'] if args.max_epochs else [])
+
+    teacher_ckpt = args.teacher_ckpt
+    if teacher_ckpt is None:
+        teacher_dir = osp.join(out, 'teacher')
+        teacher_ckpt = read_run_result(teacher_dir).get('checkpoint')
+        if not teacher_ckpt:
+            print(f'[benchmark] training the teacher ({suite.teacher_config})', flush=True)
+            run_train(osp.join(ROOT, suite.teacher_config), teacher_dir, epoch_opts)
+            teacher_ckpt = read_run_result(teacher_dir)['checkpoint']
+    teacher_acc = _test_accuracy(suite.teacher_config, teacher_ckpt, osp.join(out, 'teacher_test'))
+    print(f'[benchmark] teacher {teacher_ckpt}: {teacher_acc:.2f}%', flush=True)
+
+    wanted = set(args.methods.split(',')) if args.methods else None
+    rows = []
+    for row in suite.rows:
+        if wanted is not None and row.method not in wanted:
+            continue
+        work_dir = osp.join(out, row.method)
+        opts = list(row.cfg_options)
+        if row.access == 'real-data':
+            opts += epoch_opts
+        else:
+            opts.append(f'teacher_ckpt={teacher_ckpt}')
+            if args.budget_s is not None:
+                opts.append(f'train_cfg.time_budget_s={args.budget_s}')
+            if args.max_iters is not None:
+                opts += [f'train_cfg.max_iters={args.max_iters}',
+                         f'train_cfg.val_interval={args.max_iters}']
+        print(f'[benchmark] {row.method}: training', flush=True)
+        run = run_train(osp.join(ROOT, row.config), work_dir, opts)
+        result = read_run_result(work_dir)
+        rows.append(dict(method=row.method, access=row.access, teacher_acc=teacher_acc,
+                         student_acc=result['accuracy'], wall_s=round(run['wall_s'], 1),
+                         teacher_queries=result.get('teacher_queries', 0),
+                         peak_rss_mb=round(run['peak_rss_mb'], 1), command=run['command']))
+        print(f"[benchmark] {row.method}: {result['accuracy']:.2f}% in {run['wall_s']:.0f}s",
+              flush=True)
+        with open(osp.join(out, 'results.json'), 'w') as f:
+            json.dump(rows, f, indent=2)
+
+    table = format_markdown(args.suite, rows, ' '.join(['python', 'tools/benchmark.py'] +
+                                                       sys.argv[1:]))
+    with open(osp.join(out, 'results.md'), 'w') as f:
+        f.write(table)
+    if args.docs:
+        update_docs(args.docs, args.suite, table)
+    print(table)
+
+
+def _test_accuracy(config: str, checkpoint: str, work_dir: str) -> float:
+    out_json = osp.join(work_dir, 'metrics.json')
+    os.makedirs(work_dir, exist_ok=True)
+    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), osp.join(ROOT, config),
+                    checkpoint, '--work-dir', work_dir, '--out', out_json], check=True,
+                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(out_json) as f:
+        return float(json.load(f)['accuracy/top1'])
+
+
+if __name__ == '__main__':
+    main()
