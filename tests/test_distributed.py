@@ -2,7 +2,6 @@ import os
 import os.path as osp
 import socket
 import subprocess
-import sys
 
 import torch
 

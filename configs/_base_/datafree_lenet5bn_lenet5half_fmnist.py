@@ -13,7 +13,7 @@ student = dict(
     type='ImageClassifier',
     backbone=dict(type='LeNet', in_channels=1, width=0.5, with_bn=True),
     head=dict(type='LinearClsHead', num_classes=10, in_channels=42))
-generator = dict(type='DCGANGenerator', latent_dim=100, img_size=32, channels=1, ngf=32)
+generator = dict(type='DCGANGenerator', latent_dim=100, img_size=32, channels=1, ngf=16)
 
 model = dict(
     type='DataFreeDistiller',

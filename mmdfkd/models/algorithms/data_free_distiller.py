@@ -8,7 +8,7 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.runner import load_checkpoint
 from torch import nn
 
-from mmdfkd.models.utils import (ModuleOutputRecorder, classifier_logits_and_features,
+from mmdfkd.models.utils import (BatchAugment, ModuleOutputRecorder, classifier_logits_and_features,
                                  frozen_parameters)
 from mmdfkd.registry import MODELS
 
@@ -44,6 +44,9 @@ class DataFreeDistiller(BaseModel):
         student_steps (int): Student updates per iteration.
         student_batch_size (int, optional): Images per student update; defaults to the
             synthesizer's ``batch_size``.
+        student_augment (list[dict], optional): torchvision ``transforms.v2`` applied per
+            image to the synthetic batch before the teacher labels it and the student learns
+            it (e.g. flips and shifted crops: cheap extra diversity).
         data_preprocessor (dict, optional): Normalises real validation/test images into the
             teachers' input space (synthetic images are already in it).
     """
@@ -53,6 +56,7 @@ class DataFreeDistiller(BaseModel):
                  feature_loss: dict | None = None, feature_layers: dict | None = None,
                  synthesizer_steps: int = 1, student_steps: int = 1,
                  student_batch_size: int | None = None,
+                 student_augment: list[dict] | None = None,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.teacher = MODELS.build(teacher)
@@ -76,7 +80,8 @@ class DataFreeDistiller(BaseModel):
                              f'>= 1; got {synthesizer_steps} and {student_steps}.')
         self.synthesizer_steps = synthesizer_steps
         self.student_steps = student_steps
-        self.student_batch_size = student_batch_size or getattr(synthesizer, 'batch_size', 256)
+        self.student_batch_size = student_batch_size or synthesizer.get('batch_size', 256)
+        self.student_augment = BatchAugment(student_augment) if student_augment else None
         # Every image shown to the teacher; a buffer so checkpoints (and resume) keep it.
         self.register_buffer('teacher_queries', torch.zeros((), dtype=torch.long))
 
@@ -154,6 +159,8 @@ class DataFreeDistiller(BaseModel):
         images = unwrap(self.synthesizer).sample(self.student_batch_size)
         self._synth_time = getattr(self, '_synth_time', 0.0) + time.perf_counter() - start
         self._synth_images = getattr(self, '_synth_images', 0) + images.size(0)
+        if self.student_augment is not None:
+            images = self.student_augment(images)
         with torch.no_grad():
             t_logits, _ = self.teacher_forward(images)
         s_logits = self.student(images, mode='tensor')

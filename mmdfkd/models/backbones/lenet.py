@@ -8,7 +8,10 @@ from mmdfkd.registry import MODELS
 
 @MODELS.register_module()
 class LeNet(BaseBackbone):
-    """LeNet-5 (optionally with BN; mmpretrain's LeNet5 has neither BN nor width) for 1x32x32 inputs, returning the 84-d (scaled by ``width``) penultimate feature.
+    """LeNet-5 for 1x32x32 inputs, returning the 84-d (times ``width``) penultimate feature.
+
+    Unlike mmpretrain's ``LeNet5`` it has optional BatchNorm, a width multiplier and no
+    built-in classifier.
 
     Two conv stages (5x5 conv, optional BatchNorm, ReLU, 2x2 max-pool) then two fully
     connected layers; the classifier is the mmpretrain head (``LinearClsHead``), so the model

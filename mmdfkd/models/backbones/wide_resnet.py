@@ -57,7 +57,7 @@ class WideResNet(BaseBackbone):
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         groups = []
         cin = widths[0]
-        for i, (cout, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
+        for cout, stride in zip(widths[1:], (1, 2, 2)):
             blocks = [_WideBasicBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1,
                                       drop_rate) for j in range(n)]
             groups.append(nn.Sequential(*blocks))

@@ -1,0 +1,32 @@
+"""Per-sample augmentation of synthetic batches with torchvision.transforms.v2."""
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+
+class BatchAugment(nn.Module):
+    """Apply a torchvision ``transforms.v2`` pipeline independently to every image.
+
+    v2 transforms draw one set of random parameters per call, so calling them on a whole
+    batch would flip/crop all images alike; this runs them per sample instead.
+
+    Args:
+        transforms (list[dict]): ``dict(type=<name in torchvision.transforms.v2>, **kwargs)``,
+            e.g. ``[dict(type='RandomHorizontalFlip'), dict(type='RandomCrop', size=32,
+            padding=2)]``.
+    """
+
+    def __init__(self, transforms: list[dict]) -> None:
+        super().__init__()
+        ops = []
+        for cfg in transforms:
+            cfg = dict(cfg)
+            name = cfg.pop('type', None)
+            if not name or not hasattr(v2, name):
+                raise ValueError(f'student_augment: unknown torchvision.transforms.v2 '
+                                 f"transform '{name}'")
+            ops.append(getattr(v2, name)(**cfg))
+        self.pipeline = v2.Compose(ops)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.pipeline(img) for img in images])

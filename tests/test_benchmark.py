@@ -1,0 +1,52 @@
+import json
+import os.path as osp
+import subprocess
+import sys
+
+from mmdfkd.benchmark import SUITES, format_markdown, update_docs
+
+from .conftest import ROOT, needs_fmnist
+
+
+def test_fmnist_suite_rows():
+    rows = {r.method: r for r in SUITES['fmnist'].rows}
+    assert {'real-data', 'dafl', 'dfad', 'zskt'} <= set(rows)
+    assert rows['real-data'].access == 'real-data'
+    assert all(r.access in ('white-box', 'soft-label', 'hard-label', 'real-data')
+               for r in rows.values())
+    for r in rows.values():
+        assert osp.isfile(osp.join(ROOT, r.config)), r.config
+
+
+def test_markdown_and_docs_section(tmp_path):
+    rows = [dict(method='dfad', access='white-box', teacher_acc=91.0, student_acc=80.5,
+                 wall_s=12.3, teacher_queries=100, peak_rss_mb=512.0, command='c')]
+    table = format_markdown('fmnist', rows, 'python tools/benchmark.py --suite fmnist')
+    assert '| dfad | white-box | 91.00 | 80.50 | 12 | 100 | 512 |' in table
+    doc = tmp_path / 'bench.md'
+    doc.write_text('# Benchmarks\n\nintro\n')
+    update_docs(str(doc), 'fmnist', table)
+    update_docs(str(doc), 'fmnist', table.replace('80.50', '81.00'))
+    text = doc.read_text()
+    assert text.count('<!-- suite:fmnist:begin -->') == 1 and '81.00' in text
+    assert '80.50' not in text and 'intro' in text
+
+
+@needs_fmnist
+def test_benchmark_cli_writes_results(teacher_ckpt, tmp_path):
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'benchmark.py'), '--suite', 'fmnist',
+           '--out', str(tmp_path), '--methods', 'dfad', '--teacher-ckpt', teacher_ckpt,
+           '--max-iters', '2']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.load(open(tmp_path / 'results.json'))
+    assert len(rows) == 1
+    row = rows[0]
+    assert set(row) == {'method', 'access', 'teacher_acc', 'student_acc', 'wall_s',
+                        'teacher_queries', 'peak_rss_mb', 'command'}
+    assert row['method'] == 'dfad' and row['access'] == 'white-box'
+    assert 0 <= row['student_acc'] <= 100 and 0 <= row['teacher_acc'] <= 100
+    # 2 iterations x (1 generator batch of 256 + 5 student batches of 256)
+    assert row['teacher_queries'] == 2 * (256 + 5 * 256)
+    assert row['peak_rss_mb'] > 50 and row['wall_s'] > 0
+    assert (tmp_path / 'results.md').read_text().count('| dfad |') == 1
