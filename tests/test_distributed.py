@@ -2,6 +2,7 @@ import os
 import os.path as osp
 import socket
 import subprocess
+import sys
 
 import torch
 
@@ -22,7 +23,7 @@ def test_two_process_gloo_ddp_run(teacher_ckpt, tmp_path):
                  'default_hooks.checkpoint.interval': 2, 'model.synthesizer.batch_size': 16,
                  'model.student_batch_size': 16, 'model.student_steps': 1,
                  'custom_hooks': '[]'})
-    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1', PYTHON=sys.executable)
     cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'),
            osp.join(ROOT, 'configs', 'dfad', 'dfad_lenet5bn_lenet5half_fmnist.py'), '2',
            '--work-dir', str(tmp_path), '--cfg-options'] + [f'{k}={v}' for k, v in opts.items()]
