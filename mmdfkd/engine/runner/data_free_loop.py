@@ -71,6 +71,10 @@ class DataFreeTrainLoop(BaseLoop):
             metainfo = self._val_metainfo(runner)
         self.dataloader = SyntheticBatchSource(self._max_iters, metainfo)
         runner.visualizer.dataset_meta = metainfo
+        model = getattr(runner.model, 'module', runner.model)
+        if hasattr(model, 'set_work_dir'):
+            # Before any resume, so a synthetic pool restored from a checkpoint finds its files.
+            model.set_work_dir(runner.work_dir)
 
     @staticmethod
     def _val_metainfo(runner) -> dict:

@@ -5,9 +5,9 @@ import time
 import torch
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, OptimWrapperDict
-from mmengine.runner import load_checkpoint
 from torch import nn
 
+from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint
 from mmdfkd.models.utils import (BatchAugment, ModuleOutputRecorder, classifier_logits_and_features,
                                  frozen_parameters)
 from mmdfkd.registry import MODELS
@@ -92,8 +92,14 @@ class DataFreeDistiller(BaseModel):
         if not osp.isfile(teacher_ckpt):
             raise FileNotFoundError(f"teacher_ckpt '{teacher_ckpt}' does not exist: "
                                     f'{TEACHER_HINT}.')
-        load_checkpoint(self.teacher, teacher_ckpt, map_location='cpu', strict=True,
-                        revise_keys=[(r'^module\.', '')])
+        checkpoint = load_local_checkpoint(teacher_ckpt, map_location='cpu')
+        state = checkpoint.get('state_dict', checkpoint)
+        if any(k.startswith('teacher.') for k in state):
+            # A data-free run's own checkpoint: take the teacher part.
+            state = {k[len('teacher.'):]: v for k, v in state.items() if k.startswith('teacher.')}
+        state = {k[len('module.'):] if k.startswith('module.') else k: v
+                 for k, v in state.items()}
+        self.teacher.load_state_dict(state, strict=True)
         self.teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -103,6 +109,10 @@ class DataFreeDistiller(BaseModel):
         for name, child in self.named_children():
             if name != 'teacher' and hasattr(child, 'init_weights'):
                 child.init_weights()
+
+    def set_work_dir(self, work_dir: str) -> None:
+        """Tell the synthesizer where the run writes (called by ``DataFreeTrainLoop``)."""
+        unwrap(self.synthesizer).set_work_dir(work_dir)
 
     def train(self, mode: bool = True) -> 'DataFreeDistiller':
         super().train(mode)

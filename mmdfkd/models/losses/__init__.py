@@ -1,5 +1,6 @@
 from .attention import AttentionTransferLoss, spatial_attention
 from .bn_statistics import BNStatisticsLoss
+from .image_prior import TotalVariationLoss
 from .dafl import ActivationLoss, InformationEntropyLoss, OneHotLoss
 from .kd import (AdversarialDisagreementLoss, KLDivergenceLoss, L1LogitLoss, kl_divergence,
                  l1_logit_distance)
@@ -7,5 +8,5 @@ from .kd import (AdversarialDisagreementLoss, KLDivergenceLoss, L1LogitLoss, kl_
 __all__ = [
     'KLDivergenceLoss', 'L1LogitLoss', 'AdversarialDisagreementLoss', 'kl_divergence',
     'l1_logit_distance', 'OneHotLoss', 'InformationEntropyLoss', 'ActivationLoss',
-    'BNStatisticsLoss', 'AttentionTransferLoss', 'spatial_attention'
+    'BNStatisticsLoss', 'AttentionTransferLoss', 'spatial_attention', 'TotalVariationLoss'
 ]

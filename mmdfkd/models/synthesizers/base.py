@@ -25,6 +25,10 @@ class BaseSynthesizer(BaseModule, metaclass=ABCMeta):
     def bind(self, teacher: nn.Module) -> None:
         """Attach anything that observes the teacher (e.g. BN-statistics hooks)."""
 
+    def set_work_dir(self, work_dir: str) -> None:
+        """Called by the training loop with the run's work dir (pool-based synthesizers keep
+        their files there)."""
+
     @abstractmethod
     def synthesize(self, distiller: 'DataFreeDistiller',
                    optim_wrapper: OptimWrapper | None) -> dict[str, torch.Tensor]:
