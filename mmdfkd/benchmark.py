@@ -31,6 +31,8 @@ SUITES: dict[str, Suite] = {
             Row('dafl', 'white-box', 'configs/dafl/dafl_lenet5bn_lenet5half_fmnist.py'),
             Row('dfad', 'white-box', 'configs/dfad/dfad_lenet5bn_lenet5half_fmnist.py'),
             Row('zskt', 'white-box', 'configs/zskt/zskt_lenet5bn_lenet5half_fmnist.py'),
+            Row('deepinversion', 'white-box',
+                'configs/deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py'),
         )),
 }
 
@@ -65,8 +67,22 @@ def read_run_result(work_dir: str) -> dict:
     return result
 
 
-def format_markdown(suite: str, rows: list[dict], command: str) -> str:
-    lines = [f'### Suite `{suite}`', '', f'Command: `{command}`', '',
+def merge_results(path: str, suite: Suite, previous: list[dict], rows: list[dict]) -> None:
+    """Write ``rows`` over the rows of the same methods in ``previous``, in suite order."""
+    new = {r['method'] for r in rows}
+    merged = [r for r in previous if r['method'] not in new] + rows
+    order = {r.method: i for i, r in enumerate(suite.rows)}
+    merged.sort(key=lambda r: order.get(r['method'], len(order)))
+    with open(path, 'w') as f:
+        json.dump(merged, f, indent=2)
+
+
+def format_markdown(suite: str, rows: list[dict], commands: str | list[str]) -> str:
+    commands = [commands] if isinstance(commands, str) else commands
+    lines = [f'### Suite `{suite}`', '']
+    lines += [f'Command: `{c}`' + ('  ' if i < len(commands) - 1 else '')
+              for i, c in enumerate(commands)]
+    lines += ['',
              '| method | access | teacher acc (%) | student acc (%) | wall (s) | teacher '
              'queries | peak RSS (MB) |', '|---|---|---|---|---|---|---|']
     for r in rows:

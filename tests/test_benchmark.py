@@ -3,7 +3,7 @@ import os.path as osp
 import subprocess
 import sys
 
-from mmdfkd.benchmark import SUITES, format_markdown, update_docs
+from mmdfkd.benchmark import SUITES, format_markdown, merge_results, update_docs
 
 from .conftest import ROOT, needs_fmnist
 
@@ -50,3 +50,15 @@ def test_benchmark_cli_writes_results(teacher_ckpt, tmp_path):
     assert row['teacher_queries'] == 2 * (256 + 5 * 256)
     assert row['peak_rss_mb'] > 50 and row['wall_s'] > 0
     assert (tmp_path / 'results.md').read_text().count('| dfad |') == 1
+
+
+def test_partial_runs_merge_into_suite_order(tmp_path):
+    path = str(tmp_path / 'results.json')
+    suite = SUITES['fmnist']
+    first = [dict(method=m, student_acc=1.0) for m in ('real-data', 'dfad', 'zskt')]
+    merge_results(path, suite, [], first)
+    merge_results(path, suite, json.load(open(path)),
+                  [dict(method='dafl', student_acc=2.0), dict(method='dfad', student_acc=3.0)])
+    rows = json.load(open(path))
+    assert [r['method'] for r in rows] == ['real-data', 'dafl', 'dfad', 'zskt']
+    assert rows[2]['student_acc'] == 3.0  # the newer dfad row replaced the old one

@@ -19,7 +19,8 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mmdfkd.benchmark import SUITES, format_markdown, read_run_result, update_docs  # noqa
+from mmdfkd.benchmark import (SUITES, format_markdown, merge_results, read_run_result,  # noqa
+                              update_docs)
 
 
 def run_train(config: str, work_dir: str, cfg_options: list[str]) -> dict:
@@ -78,6 +79,16 @@ def main() -> None:
     print(f'[benchmark] teacher {teacher_ckpt}: {teacher_acc:.2f}%', flush=True)
 
     wanted = set(args.methods.split(',')) if args.methods else None
+    if wanted is not None and wanted - {r.method for r in suite.rows}:
+        raise SystemExit(f'unknown --methods {sorted(wanted - {r.method for r in suite.rows})}; '
+                         f'suite {args.suite} has {[r.method for r in suite.rows]}')
+    invocation = ' '.join(['python', 'tools/benchmark.py'] + sys.argv[1:])
+    # Rows of earlier runs into the same --out are kept, so a suite can be completed row by row.
+    results_path = osp.join(out, 'results.json')
+    previous = json.load(open(results_path)) if osp.isfile(results_path) else []
+    commands_path = osp.join(out, 'commands.json')
+    commands = json.load(open(commands_path)) if osp.isfile(commands_path) else []
+    commands = [c for c in commands if c != invocation] + [invocation]
     rows = []
     for row in suite.rows:
         if wanted is not None and row.method not in wanted:
@@ -102,11 +113,11 @@ def main() -> None:
                          peak_rss_mb=round(run['peak_rss_mb'], 1), command=run['command']))
         print(f"[benchmark] {row.method}: {result['accuracy']:.2f}% in {run['wall_s']:.0f}s",
               flush=True)
-        with open(osp.join(out, 'results.json'), 'w') as f:
-            json.dump(rows, f, indent=2)
-
-    table = format_markdown(args.suite, rows, ' '.join(['python', 'tools/benchmark.py'] +
-                                                       sys.argv[1:]))
+        merge_results(results_path, suite, previous, rows)
+    merge_results(results_path, suite, previous, rows)
+    with open(commands_path, 'w') as f:
+        json.dump(commands, f, indent=2)
+    table = format_markdown(args.suite, json.load(open(results_path)), commands)
     with open(osp.join(out, 'results.md'), 'w') as f:
         f.write(table)
     if args.docs:
