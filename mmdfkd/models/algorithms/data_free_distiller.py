@@ -82,6 +82,8 @@ class DataFreeDistiller(BaseModel):
         self.student_steps = student_steps
         self.student_batch_size = student_batch_size or synthesizer.get('batch_size', 256)
         self.student_augment = BatchAugment(student_augment) if student_augment else None
+        # Synthesis throughput of the current iteration (for the log).
+        self._synth_time, self._synth_images = 0.0, 0
         # Every image shown to the teacher; a buffer so checkpoints (and resume) keep it.
         self.register_buffer('teacher_queries', torch.zeros((), dtype=torch.long))
 
@@ -158,17 +160,16 @@ class DataFreeDistiller(BaseModel):
         start = time.perf_counter()
         with frozen_parameters(self.student):
             losses = synthesizer.synthesize(self, optim_wrapper)
-        self._synth_time = getattr(self, '_synth_time', 0.0) + time.perf_counter() - start
-        self._synth_images = getattr(self, '_synth_images', 0) + getattr(
-            synthesizer, 'batch_size', 0)
+        self._synth_time += time.perf_counter() - start
+        self._synth_images += getattr(synthesizer, 'batch_size', 0)
         return losses
 
     def student_step(self, optim_wrapper: OptimWrapper) -> dict[str, torch.Tensor]:
         """One student update on fresh synthetic samples labelled by the teacher."""
         start = time.perf_counter()
         images = unwrap(self.synthesizer).sample(self.student_batch_size)
-        self._synth_time = getattr(self, '_synth_time', 0.0) + time.perf_counter() - start
-        self._synth_images = getattr(self, '_synth_images', 0) + images.size(0)
+        self._synth_time += time.perf_counter() - start
+        self._synth_images += images.size(0)
         if self.student_augment is not None:
             images = self.student_augment(images)
         with torch.no_grad():
