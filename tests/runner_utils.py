@@ -1,5 +1,6 @@
 """Helpers to build real runners from the shipped configs with small settings."""
 import os.path as osp
+import uuid
 
 from mmengine.config import Config
 
@@ -17,7 +18,11 @@ def datafree_cfg(config: str, work_dir: str, teacher_ckpt: str, max_iters: int =
                  'model.synthesizer.batch_size': 32, 'model.student_batch_size': 32,
                  'model.student_steps': 1})
     opts.update(options)
-    return load_config(config_path(*config.split('/')), cfg_options=opts, work_dir=work_dir)
+    cfg = load_config(config_path(*config.split('/')), cfg_options=opts, work_dir=work_dir)
+    # mmengine keys its global visualizer by experiment name (second resolution); runners built
+    # within the same second would share one, so every test run gets its own name.
+    cfg.experiment_name = f'test_{uuid.uuid4().hex[:12]}'
+    return cfg
 
 
 def run_datafree(*args, **kwargs):

@@ -50,6 +50,7 @@ def test_supervised_configs_train(config, tmp_path):
         'train_dataloader.persistent_workers': False})
     cfg = load_config(config_path(*config.split('/')), cfg_options=opts,
                       work_dir=str(tmp_path))
+    cfg.experiment_name = f'test_{osp.basename(str(tmp_path))}'
     runner = build_runner(cfg)
     runner.train()
     assert osp.isfile(tmp_path / 'epoch_1.pth')

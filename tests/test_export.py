@@ -38,6 +38,7 @@ def test_exported_student_is_a_plain_mmpretrain_model(teacher_ckpt, tmp_path):
     cfg.test_dataloader.persistent_workers = False
     cfg.work_dir = str(tmp_path / 'test')
     cfg.load_from = ckpt
+    cfg.experiment_name = 'test_export_student'
     metrics = Runner.from_cfg(cfg).test()
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
     init_default_scope('mmdfkd')

@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmdfkd.apis import build_runner, load_config  # noqa: E402
+from mmdfkd.apis import build_runner, finish_distributed, load_config  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,6 +55,7 @@ def main() -> None:
                       no_validate=args.no_validate, auto_scale_lr=args.auto_scale_lr)
     runner = build_runner(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -1,3 +1,3 @@
-from .config import build_runner, load_config
+from .config import build_runner, finish_distributed, load_config
 
-__all__ = ['load_config', 'build_runner']
+__all__ = ['load_config', 'build_runner', 'finish_distributed']

@@ -79,3 +79,15 @@ def _init_cpu_process_group(cfg: Config) -> None:
     if backend != 'gloo':
         raise ValueError(f"env_cfg.dist_cfg.backend='{backend}' needs GPUs; use 'gloo' on CPU.")
     torch_dist.init_process_group(backend='gloo')
+
+
+def finish_distributed() -> None:
+    """Let every rank finish before any exits, then close the process group.
+
+    Without it a rank that finishes first can close its gloo connections while another still
+    uses them, and that rank aborts (SIGABRT) at the very end of an otherwise good run.
+    """
+    import torch.distributed as torch_dist
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
