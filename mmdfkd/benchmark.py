@@ -33,6 +33,9 @@ SUITES: dict[str, Suite] = {
             Row('zskt', 'white-box', 'configs/zskt/zskt_lenet5bn_lenet5half_fmnist.py'),
             Row('deepinversion', 'white-box',
                 'configs/deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py'),
+            Row('cmi', 'white-box', 'configs/cmi/cmi_lenet5bn_lenet5half_fmnist.py'),
+            Row('fast_dfkd', 'white-box',
+                'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py'),
         )),
 }
 
@@ -45,20 +48,34 @@ def _latest_scalars(work_dir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def read_run_result(work_dir: str) -> dict:
+def timed_validation_options(mark_s: float, stop_after: bool = False) -> list[str]:
+    """``--cfg-options`` adding a ``TimedValidationHook`` at ``mark_s`` to any config."""
+    return ['default_hooks.timed_val.type=TimedValidationHook',
+            f'default_hooks.timed_val.marks_s=[{mark_s:g}]',
+            f'default_hooks.timed_val.stop_after_last={stop_after}']
+
+
+def read_run_result(work_dir: str, mark_s: float | None = None) -> dict:
     """Final accuracy, checkpoint and teacher query count of a finished run.
 
     The accuracy is the last ``accuracy/top1`` the run logged (its final validation); the
-    query count comes from the ``teacher_queries`` buffer of the last checkpoint.
+    query count comes from the ``teacher_queries`` buffer of the last checkpoint. With
+    ``mark_s``, ``accuracy_at_mark`` is the ``TimedValidationHook`` accuracy at that mark.
     """
     result: dict = {}
     last = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(last):
         with open(last) as f:
             result['checkpoint'] = f.read().strip()
-    accs = [r['accuracy/top1'] for r in _latest_scalars(work_dir) if 'accuracy/top1' in r]
+    scalars = _latest_scalars(work_dir)
+    accs = [r['accuracy/top1'] for r in scalars if 'accuracy/top1' in r]
     if accs:
         result['accuracy'] = float(accs[-1])
+    if mark_s is not None:
+        key = f'accuracy/top1@{mark_s:g}s'
+        at_mark = [r[key] for r in scalars if key in r]
+        if at_mark:
+            result['accuracy_at_mark'] = float(at_mark[-1])
     if 'checkpoint' in result:
         state = torch.load(result['checkpoint'], map_location='cpu', weights_only=False)
         queries = state.get('state_dict', {}).get('teacher_queries')
@@ -67,10 +84,18 @@ def read_run_result(work_dir: str) -> dict:
     return result
 
 
-def merge_results(path: str, suite: Suite, previous: list[dict], rows: list[dict]) -> None:
-    """Write ``rows`` over the rows of the same methods in ``previous``, in suite order."""
-    new = {r['method'] for r in rows}
-    merged = [r for r in previous if r['method'] not in new] + rows
+def merge_results(path: str, suite: Suite, previous: list[dict], rows: list[dict],
+                  fields_only: bool = False) -> None:
+    """Write ``rows`` over the rows of the same methods in ``previous``, in suite order.
+
+    With ``fields_only`` the new rows update the given fields of existing rows (e.g. only the
+    accuracy at the time mark) and keep the others.
+    """
+    new = {r['method']: r for r in rows}
+    if fields_only:
+        merged = [dict(r, **new.pop(r['method'], {})) for r in previous] + list(new.values())
+    else:
+        merged = [r for r in previous if r['method'] not in new] + rows
     order = {r.method: i for i, r in enumerate(suite.rows)}
     merged.sort(key=lambda r: order.get(r['method'], len(order)))
     with open(path, 'w') as f:
@@ -82,13 +107,21 @@ def format_markdown(suite: str, rows: list[dict], commands: str | list[str]) -> 
     lines = [f'### Suite `{suite}`', '']
     lines += [f'Command: `{c}`' + ('  ' if i < len(commands) - 1 else '')
               for i, c in enumerate(commands)]
+    marks = sorted({r['acc_at_s'] for r in rows if r.get('acc_at_s')})
+    mark_title = (f'acc @ {marks[0]:g} s (%)' if len(marks) == 1 else 'acc @ mark (%)')
+
+    def fmt(value, spec: str) -> str:
+        return '-' if value is None else format(value, spec)
+
     lines += ['',
-             '| method | access | teacher acc (%) | student acc (%) | wall (s) | teacher '
-             'queries | peak RSS (MB) |', '|---|---|---|---|---|---|---|']
+             f'| method | access | teacher acc (%) | student acc (%) | {mark_title} | wall (s) '
+             '| teacher queries | peak RSS (MB) |', '|---|---|---|---|---|---|---|---|']
     for r in rows:
-        lines.append(f"| {r['method']} | {r['access']} | {r['teacher_acc']:.2f} | "
-                     f"{r['student_acc']:.2f} | {r['wall_s']:.0f} | {r['teacher_queries']} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+        lines.append(f"| {r['method']} | {r['access']} | {fmt(r.get('teacher_acc'), '.2f')} | "
+                     f"{fmt(r.get('student_acc'), '.2f')} | "
+                     f"{fmt(r.get('student_acc_at_mark'), '.2f')} | "
+                     f"{fmt(r.get('wall_s'), '.0f')} | {r.get('teacher_queries', '-')} | "
+                     f"{fmt(r.get('peak_rss_mb'), '.0f')} |")
     return '\n'.join(lines) + '\n'
 
 

@@ -10,7 +10,7 @@ from .conftest import ROOT, needs_fmnist
 
 def test_fmnist_suite_rows():
     rows = {r.method: r for r in SUITES['fmnist'].rows}
-    assert {'real-data', 'dafl', 'dfad', 'zskt'} <= set(rows)
+    assert {'real-data', 'dafl', 'dfad', 'zskt', 'deepinversion', 'cmi', 'fast_dfkd'} <= set(rows)
     assert rows['real-data'].access == 'real-data'
     assert all(r.access in ('white-box', 'soft-label', 'hard-label', 'real-data')
                for r in rows.values())
@@ -22,7 +22,10 @@ def test_markdown_and_docs_section(tmp_path):
     rows = [dict(method='dfad', access='white-box', teacher_acc=91.0, student_acc=80.5,
                  wall_s=12.3, teacher_queries=100, peak_rss_mb=512.0, command='c')]
     table = format_markdown('fmnist', rows, 'python tools/benchmark.py --suite fmnist')
-    assert '| dfad | white-box | 91.00 | 80.50 | 12 | 100 | 512 |' in table
+    assert '| dfad | white-box | 91.00 | 80.50 | - | 12 | 100 | 512 |' in table
+    timed = format_markdown('fmnist', [dict(rows[0], student_acc_at_mark=70.25, acc_at_s=180.0)],
+                            'c')
+    assert '| acc @ 180 s (%) |' in timed and '| 80.50 | 70.25 | 12 |' in timed
     doc = tmp_path / 'bench.md'
     doc.write_text('# Benchmarks\n\nintro\n')
     update_docs(str(doc), 'fmnist', table)
@@ -36,14 +39,17 @@ def test_markdown_and_docs_section(tmp_path):
 def test_benchmark_cli_writes_results(teacher_ckpt, tmp_path):
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'benchmark.py'), '--suite', 'fmnist',
            '--out', str(tmp_path), '--methods', 'dfad', '--teacher-ckpt', teacher_ckpt,
-           '--max-iters', '2']
+           '--max-iters', '2', '--acc-at-s', '0.01']
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.load(open(tmp_path / 'results.json'))
     assert len(rows) == 1
     row = rows[0]
     assert set(row) == {'method', 'access', 'teacher_acc', 'student_acc', 'wall_s',
-                        'teacher_queries', 'peak_rss_mb', 'command'}
+                        'teacher_queries', 'peak_rss_mb', 'command', 'student_acc_at_mark',
+                        'acc_at_s', 'command_at_mark'}
+    # TimedValidationHook validated after the first iteration (past the 0.01 s mark)
+    assert 0 <= row['student_acc_at_mark'] <= 100 and row['acc_at_s'] == 0.01
     assert row['method'] == 'dfad' and row['access'] == 'white-box'
     assert 0 <= row['student_acc'] <= 100 and 0 <= row['teacher_acc'] <= 100
     # 2 iterations x (1 generator batch of 256 + 5 student batches of 256)
@@ -62,3 +68,17 @@ def test_partial_runs_merge_into_suite_order(tmp_path):
     rows = json.load(open(path))
     assert [r['method'] for r in rows] == ['real-data', 'dafl', 'dfad', 'zskt']
     assert rows[2]['student_acc'] == 3.0  # the newer dfad row replaced the old one
+
+
+def test_fields_only_merge_keeps_the_other_columns(tmp_path):
+    path = str(tmp_path / 'results.json')
+    suite = SUITES['fmnist']
+    merge_results(path, suite, [], [dict(method='dfad', student_acc=70.0, wall_s=800.0)])
+    merge_results(path, suite, json.load(open(path)),
+                  [dict(method='dfad', student_acc_at_mark=55.0, acc_at_s=180.0),
+                   dict(method='dafl', student_acc_at_mark=40.0, acc_at_s=180.0)],
+                  fields_only=True)
+    rows = {r['method']: r for r in json.load(open(path))}
+    assert rows['dfad'] == dict(method='dfad', student_acc=70.0, wall_s=800.0,
+                                student_acc_at_mark=55.0, acc_at_s=180.0)
+    assert rows['dafl']['student_acc_at_mark'] == 40.0

@@ -3,10 +3,13 @@
     python tools/benchmark.py --suite fmnist --out work_dirs/bench [--budget-s 900]
 
 Each row trains one method through ``tools/train.py`` in its own process and records the
-teacher's and student's accuracy on the real test split, wall seconds, teacher queries
-(images sent to the teacher) and the process's peak RSS. The teacher is trained first when
-its checkpoint is missing. ``--docs docs/benchmarks.md`` also rewrites that suite's section
-of the docs page.
+teacher's and student's accuracy on the real test split, the student's accuracy after
+``--acc-at-s`` seconds of training (default 180, measured by ``TimedValidationHook``), wall
+seconds, teacher queries (images sent to the teacher) and the process's peak RSS.
+``--acc-at-s-only`` stops each row right after that mark and updates only that column (a
+run follows the same trajectory up to the mark whatever happens after it). The teacher is
+trained first when its checkpoint is missing. ``--docs docs/benchmarks.md`` also rewrites
+that suite's section of the docs page.
 """
 import argparse
 import json
@@ -20,7 +23,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from mmdfkd.benchmark import (SUITES, format_markdown, merge_results, read_run_result,  # noqa
-                              update_docs)
+                              timed_validation_options, update_docs)
 
 
 def run_train(config: str, work_dir: str, cfg_options: list[str]) -> dict:
@@ -58,6 +61,10 @@ def main() -> None:
                         help='override train_cfg.max_iters of data-free rows (smoke runs)')
     parser.add_argument('--max-epochs', type=int, default=None,
                         help='override the epochs of supervised rows (teacher, real data)')
+    parser.add_argument('--acc-at-s', type=float, default=180.0,
+                        help='also record the student accuracy after this many seconds')
+    parser.add_argument('--acc-at-s-only', action='store_true',
+                        help='stop rows right after --acc-at-s; update only that column')
     parser.add_argument('--docs', default=None,
                         help='also write the table into this markdown file (suite section)')
     args = parser.parse_args()
@@ -93,8 +100,9 @@ def main() -> None:
     for row in suite.rows:
         if wanted is not None and row.method not in wanted:
             continue
-        work_dir = osp.join(out, row.method)
-        opts = list(row.cfg_options)
+        work_dir = osp.join(out, row.method + ('_at_mark' if args.acc_at_s_only else ''))
+        opts = list(row.cfg_options) + timed_validation_options(args.acc_at_s,
+                                                                args.acc_at_s_only)
         if row.access == 'real-data':
             opts += epoch_opts
         else:
@@ -106,15 +114,22 @@ def main() -> None:
                          f'train_cfg.val_interval={args.max_iters}']
         print(f'[benchmark] {row.method}: training', flush=True)
         run = run_train(osp.join(ROOT, row.config), work_dir, opts)
-        result = read_run_result(work_dir)
-        rows.append(dict(method=row.method, access=row.access, teacher_acc=teacher_acc,
-                         student_acc=result['accuracy'], wall_s=round(run['wall_s'], 1),
-                         teacher_queries=result.get('teacher_queries', 0),
-                         peak_rss_mb=round(run['peak_rss_mb'], 1), command=run['command']))
-        print(f"[benchmark] {row.method}: {result['accuracy']:.2f}% in {run['wall_s']:.0f}s",
-              flush=True)
-        merge_results(results_path, suite, previous, rows)
-    merge_results(results_path, suite, previous, rows)
+        result = read_run_result(work_dir, args.acc_at_s)
+        at_mark = dict(student_acc_at_mark=result.get('accuracy_at_mark'),
+                       acc_at_s=args.acc_at_s, command_at_mark=run['command'])
+        if args.acc_at_s_only:
+            rows.append(dict(method=row.method, access=row.access, **at_mark))
+        else:
+            rows.append(dict(method=row.method, access=row.access, teacher_acc=teacher_acc,
+                             student_acc=result['accuracy'], wall_s=round(run['wall_s'], 1),
+                             teacher_queries=result.get('teacher_queries', 0),
+                             peak_rss_mb=round(run['peak_rss_mb'], 1), command=run['command'],
+                             **at_mark))
+        print(f"[benchmark] {row.method}: {result.get('accuracy', float('nan')):.2f}% in "
+              f"{run['wall_s']:.0f}s; {at_mark['student_acc_at_mark']}% at "
+              f'{args.acc_at_s:g}s', flush=True)
+        merge_results(results_path, suite, previous, rows, fields_only=args.acc_at_s_only)
+    merge_results(results_path, suite, previous, rows, fields_only=args.acc_at_s_only)
     with open(commands_path, 'w') as f:
         json.dump(commands, f, indent=2)
     table = format_markdown(args.suite, json.load(open(results_path)), commands)

@@ -44,6 +44,8 @@ class DataFreeDistiller(BaseModel):
         student_steps (int): Student updates per iteration.
         student_batch_size (int, optional): Images per student update; defaults to the
             synthesizer's ``batch_size``.
+        warmup_iters (int): First iterations that only synthesise (no student update), so a
+            pool-based method starts the student on a pool rather than on one batch.
         student_augment (list[dict], optional): torchvision ``transforms.v2`` applied per
             image to the synthetic batch before the teacher labels it and the student learns
             it (e.g. flips and shifted crops: cheap extra diversity).
@@ -55,7 +57,7 @@ class DataFreeDistiller(BaseModel):
                  teacher_ckpt: str | None, distill_loss: dict,
                  feature_loss: dict | None = None, feature_layers: dict | None = None,
                  synthesizer_steps: int = 1, student_steps: int = 1,
-                 student_batch_size: int | None = None,
+                 student_batch_size: int | None = None, warmup_iters: int = 0,
                  student_augment: list[dict] | None = None,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -80,6 +82,7 @@ class DataFreeDistiller(BaseModel):
                              f'>= 1; got {synthesizer_steps} and {student_steps}.')
         self.synthesizer_steps = synthesizer_steps
         self.student_steps = student_steps
+        self.warmup_iters = warmup_iters
         self.student_batch_size = student_batch_size or synthesizer.get('batch_size', 256)
         self.student_augment = BatchAugment(student_augment) if student_augment else None
         # Synthesis throughput of the current iteration (for the log).
@@ -135,7 +138,8 @@ class DataFreeDistiller(BaseModel):
 
     # ------------------------------------------------------------------ training
     def train_step(self, data, optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
-        """One data-free iteration; ``data`` is the loop's iteration index and is unused."""
+        """One data-free iteration; ``data`` is ``dict(iteration=i)`` from the loop (only the
+        warm-up looks at it)."""
         if not isinstance(optim_wrapper, OptimWrapperDict) or 'student' not in optim_wrapper:
             raise TypeError("DataFreeDistiller needs optim_wrapper=dict(constructor="
                             "'DataFreeOptimWrapperConstructor', student=dict(...), "
@@ -146,7 +150,9 @@ class DataFreeDistiller(BaseModel):
         for _ in range(self.synthesizer_steps):
             for k, v in self.synthesizer_step(synth_ow).items():
                 log_vars[f'synth.{k}'] = log_vars.get(f'synth.{k}', 0) + v / self.synthesizer_steps
-        for _ in range(self.student_steps):
+        iteration = (data.get('iteration', self.warmup_iters) if isinstance(data, dict) else
+                     self.warmup_iters)
+        for _ in range(self.student_steps if iteration >= self.warmup_iters else 0):
             for k, v in self.student_step(optim_wrapper['student']).items():
                 log_vars[f'student.{k}'] = log_vars.get(f'student.{k}', 0) + v / self.student_steps
         log_vars['synth_img_per_s'] = torch.tensor(self._synth_images /

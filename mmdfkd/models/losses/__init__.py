@@ -1,5 +1,6 @@
 from .attention import AttentionTransferLoss, spatial_attention
 from .bn_statistics import BNStatisticsLoss
+from .contrastive import InstanceContrastiveLoss, info_nce, instance_channel_means
 from .image_prior import TotalVariationLoss
 from .dafl import ActivationLoss, InformationEntropyLoss, OneHotLoss
 from .kd import (AdversarialDisagreementLoss, KLDivergenceLoss, L1LogitLoss, kl_divergence,
@@ -8,5 +9,6 @@ from .kd import (AdversarialDisagreementLoss, KLDivergenceLoss, L1LogitLoss, kl_
 __all__ = [
     'KLDivergenceLoss', 'L1LogitLoss', 'AdversarialDisagreementLoss', 'kl_divergence',
     'l1_logit_distance', 'OneHotLoss', 'InformationEntropyLoss', 'ActivationLoss',
-    'BNStatisticsLoss', 'AttentionTransferLoss', 'spatial_attention', 'TotalVariationLoss'
+    'BNStatisticsLoss', 'AttentionTransferLoss', 'spatial_attention', 'TotalVariationLoss',
+    'InstanceContrastiveLoss', 'info_nce', 'instance_channel_means'
 ]

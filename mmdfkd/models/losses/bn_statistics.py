@@ -4,6 +4,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdfkd.registry import MODELS
+from .contrastive import instance_channel_means
 
 
 @MODELS.register_module()
@@ -15,13 +16,24 @@ class BNStatisticsLoss(nn.Module):
     then keep a reference to each BN layer's latest input, and :meth:`forward` turns the
     inputs of the most recent teacher forward into the loss (so student-only steps pay nothing).
 
+    With ``momentum > 0`` (Fast-DFKD's "BN momentum") the statistics compared with the
+    running ones are ``(1 - m) * batch + m * EMA`` where the EMA of earlier batches' statistics
+    is advanced by :meth:`update_momentum` once per synthesised batch: a single small batch
+    then only has to be *consistent with* the teacher's statistics together with its
+    predecessors. The EMA lives in buffers, so it is checkpointed and resumed.
+
     Args:
         loss_weight (float): Multiplier of the loss.
+        momentum (float): EMA factor ``m`` in ``[0, 1)``; 0 disables it.
     """
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_weight: float = 1.0, momentum: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f'BNStatisticsLoss momentum must be in [0, 1), got {momentum}')
         self.loss_weight = loss_weight
+        self.momentum = momentum
+        self._last_stats: list[tuple[torch.Tensor, torch.Tensor]] = []
         # Plain lists, not ModuleLists: the BN layers belong to the teacher's state dict.
         self._layers: list[_BatchNorm] = []
         self._inputs: dict[int, torch.Tensor] = {}
@@ -39,7 +51,17 @@ class BNStatisticsLoss(nn.Module):
                              ' or set its weight to 0.')
         for idx, layer in enumerate(self._layers):
             self._handles.append(layer.register_forward_hook(self._make_hook(idx)))
+            if self.momentum:
+                self.register_buffer(f'ema_mean_{idx}', torch.zeros_like(layer.running_mean))
+                self.register_buffer(f'ema_var_{idx}', torch.ones_like(layer.running_var))
+        if self.momentum:
+            self.register_buffer('ema_initialised', torch.zeros((), dtype=torch.bool))
         return self
+
+    @property
+    def num_features(self) -> int:
+        """Total channels over the bound BN layers (size of :meth:`instance_features`)."""
+        return sum(layer.num_features for layer in self._layers)
 
     def _make_hook(self, idx: int):
 
@@ -52,11 +74,42 @@ class BNStatisticsLoss(nn.Module):
         if len(self._inputs) != len(self._layers) or not self._layers:
             raise RuntimeError('BNStatisticsLoss: run the bound teacher on the batch first.')
         loss = 0.
+        self._last_stats = []
+        use_ema = self.momentum and bool(self.ema_initialised)
         for idx, layer in enumerate(self._layers):
             x = self._inputs[idx]
             dims = [d for d in range(x.dim()) if d != 1]
             mean = x.mean(dim=dims)
             var = x.var(dim=dims, unbiased=False)
+            self._last_stats.append((mean.detach(), var.detach()))
+            if use_ema:
+                m = self.momentum
+                mean = (1 - m) * mean + m * getattr(self, f'ema_mean_{idx}')
+                var = (1 - m) * var + m * getattr(self, f'ema_var_{idx}')
             loss = loss + torch.norm(mean - layer.running_mean, 2) + torch.norm(
                 var - layer.running_var, 2)
         return self.loss_weight * loss
+
+    @torch.no_grad()
+    def update_momentum(self) -> None:
+        """Fold the statistics of the last :meth:`forward` into the EMA (no-op without
+        momentum)."""
+        if not self.momentum or not self._last_stats:
+            return
+        first = not bool(self.ema_initialised)
+        for idx, (mean, var) in enumerate(self._last_stats):
+            ema_mean, ema_var = getattr(self, f'ema_mean_{idx}'), getattr(self, f'ema_var_{idx}')
+            if first:
+                ema_mean.copy_(mean)
+                ema_var.copy_(var)
+            else:
+                ema_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)
+                ema_var.mul_(self.momentum).add_((1 - self.momentum) * var)
+        self.ema_initialised.fill_(True)
+
+    def instance_features(self) -> torch.Tensor:
+        """Per-image channel means of every bound BN layer's latest input, concatenated:
+        shape ``(N, num_features)``; CMI's instance embedding. Differentiable."""
+        if len(self._inputs) != len(self._layers) or not self._layers:
+            raise RuntimeError('BNStatisticsLoss: run the bound teacher on the batch first.')
+        return instance_channel_means([self._inputs[i] for i in range(len(self._layers))])

@@ -2,6 +2,8 @@
 from abc import ABCMeta, abstractmethod
 from typing import TYPE_CHECKING
 
+import os.path as osp
+
 import torch
 from mmengine import dist
 from mmengine.model import BaseModule
@@ -10,6 +12,8 @@ from torch import nn
 
 if TYPE_CHECKING:
     from mmdfkd.models.algorithms import DataFreeDistiller
+
+from mmdfkd.registry import MODELS
 
 
 class BaseSynthesizer(BaseModule, metaclass=ABCMeta):
@@ -45,9 +49,37 @@ class BaseSynthesizer(BaseModule, metaclass=ABCMeta):
         so DDP's own gradient hook never fires; averaging here keeps ranks' copies equal.
         """
         optim_wrapper.backward(loss)
+        self.step_with_grads(optim_wrapper)
+
+    def step_with_grads(self, optim_wrapper: OptimWrapper) -> None:
+        """Update from the ``.grad`` fields already set (averaged over ranks first);
+        parameters without a gradient are left alone."""
         if dist.get_world_size() > 1:
             for p in self.parameters():
                 if p.grad is not None:
                     dist.all_reduce(p.grad, op='mean')
         optim_wrapper.step()
         optim_wrapper.zero_grad()
+
+
+class PooledSynthesizer(BaseSynthesizer):
+    """A synthesizer whose :meth:`synthesize` adds batches to a :class:`SyntheticDataPool`
+    (on disk in ``<work_dir>/synthetic_pool``) and whose :meth:`sample` draws from it.
+
+    Args:
+        pool (dict, optional): ``SyntheticDataPool`` config; default settings when not given.
+    """
+
+    def __init__(self, pool: dict | None = None, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.pool = MODELS.build(pool or dict(type='SyntheticDataPool'))
+        # Follows the module across devices, so samples land where the models are.
+        self.register_buffer('_device_probe', torch.zeros(0), persistent=False)
+
+    def set_work_dir(self, work_dir: str) -> None:
+        self.pool.set_root(osp.join(work_dir, 'synthetic_pool'))
+
+    @torch.no_grad()
+    def sample(self, batch_size: int) -> torch.Tensor:
+        images, _ = self.pool.sample(batch_size, device=self._device_probe.device)
+        return images

@@ -1,5 +1,4 @@
 """Model inversion: optimise the pixels of a batch against the teacher (DeepInversion)."""
-import os.path as osp
 from typing import TYPE_CHECKING
 
 import torch
@@ -7,16 +6,16 @@ import torch.nn.functional as F
 from mmengine.optim import OptimWrapper
 from torch import nn
 
-from mmdfkd.models.utils import BatchAugment
+from mmdfkd.models.utils import BalancedLabelSampler, BatchAugment
 from mmdfkd.registry import MODELS
-from .base import BaseSynthesizer
+from .base import PooledSynthesizer
 
 if TYPE_CHECKING:
     from mmdfkd.models.algorithms import DataFreeDistiller
 
 
 @MODELS.register_module()
-class InversionSynthesizer(BaseSynthesizer):
+class InversionSynthesizer(PooledSynthesizer):
     """DeepInversion (Yin et al., CVPR 2020): each :meth:`synthesize` call starts a batch from
     noise with class-balanced target labels, optimises its pixels for ``iterations`` Adam
     steps and adds the result to the synthetic data pool; :meth:`sample` draws from the pool.
@@ -50,7 +49,7 @@ class InversionSynthesizer(BaseSynthesizer):
                  adversarial: dict | None = None, augment: list[dict] | None = None,
                  pixel_range: tuple[float, float] | None = None,
                  pool: dict | None = None, init_cfg: dict | None = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(pool=pool, init_cfg=init_cfg)
         if iterations < 1:
             raise ValueError(f'InversionSynthesizer iterations must be >= 1, got {iterations}')
         self.image_shape, self.num_classes = tuple(image_shape), num_classes
@@ -60,25 +59,15 @@ class InversionSynthesizer(BaseSynthesizer):
         self.tv_loss = MODELS.build(tv) if tv else None
         self.adversarial = MODELS.build(adversarial) if adversarial else None
         self.augment = BatchAugment(augment, per_sample=False) if augment else None
-        self.pool = MODELS.build(pool or dict(type='SyntheticDataPool'))
-        self._next_class = 0
+        self.balanced_targets = BalancedLabelSampler(num_classes)
 
     def bind(self, teacher: nn.Module) -> None:
         self.bn_loss.bind(teacher)
 
-    def set_work_dir(self, work_dir: str) -> None:
-        self.pool.set_root(osp.join(work_dir, 'synthetic_pool'))
-
-    def balanced_targets(self, n: int) -> torch.Tensor:
-        """Labels cycling through the classes across calls, shuffled within the batch."""
-        targets = (torch.arange(n) + self._next_class) % self.num_classes
-        self._next_class = (self._next_class + n) % self.num_classes
-        return targets[torch.randperm(n)]
-
     def synthesize(self, distiller: 'DataFreeDistiller',
                    optim_wrapper: OptimWrapper | None) -> dict[str, torch.Tensor]:
         device = next(distiller.teacher.parameters()).device
-        targets = self.balanced_targets(self.batch_size).to(device)
+        targets = self.balanced_targets(self.batch_size, device)
         images = torch.randn(self.batch_size, *self.image_shape, device=device,
                              requires_grad=True)
         # A fresh optimiser per batch is the method itself: each batch is its own problem.
@@ -108,9 +97,3 @@ class InversionSynthesizer(BaseSynthesizer):
         out['target_acc'] = acc
         out['pool_size'] = torch.tensor(float(len(self.pool)))
         return out
-
-    @torch.no_grad()
-    def sample(self, batch_size: int) -> torch.Tensor:
-        device = self.bn_loss._layers[0].running_mean.device if self.bn_loss._layers else 'cpu'
-        images, _ = self.pool.sample(batch_size, device=device)
-        return images

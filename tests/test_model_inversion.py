@@ -10,7 +10,9 @@ from mmdfkd.models.losses import TotalVariationLoss
 from .conftest import config_path, needs_fmnist
 from .runner_utils import datafree_cfg, last_checkpoint
 
-CONFIG = 'deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py'
+POOL_CONFIGS = ['deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py',
+                'cmi/cmi_lenet5bn_lenet5half_fmnist.py',
+                'fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py']
 SMALL = {'model.synthesizer.iterations': 3, 'model.synthesizer.batch_size': 20,
          'custom_hooks': []}
 
@@ -23,17 +25,23 @@ def test_total_variation_known_value():
 
 
 @needs_fmnist
-def test_deepinversion_trains_resumes_with_pool_and_exports(teacher_ckpt, tmp_path):
+@pytest.mark.parametrize('config', POOL_CONFIGS)
+def test_pool_method_trains_resumes_with_pool_and_exports(config, teacher_ckpt, tmp_path):
+    CONFIG = config
     work = str(tmp_path / 'run')
-    runner = build_runner(datafree_cfg(CONFIG, work, teacher_ckpt, max_iters=2, **SMALL))
+    # warmup_iters=1: the first iteration only synthesises, so the student starts on a pool.
+    opts = dict(SMALL, **{'model.warmup_iters': 1})
+    runner = build_runner(datafree_cfg(CONFIG, work, teacher_ckpt, max_iters=2, **opts))
     runner.train()
     pool = runner.model.synthesizer.pool
     assert len(pool) == 40  # two synthesised batches of 20
     assert len(glob.glob(f'{work}/synthetic_pool/*.pt')) == 2
-    # DeepInversion queries the teacher at every pixel-optimisation step
+    # Inversion queries the teacher at every optimisation step
     assert int(runner.model.teacher_queries) >= 2 * 3 * 20
+    state = {k: v.clone() for k, v in runner.model.synthesizer.state_dict().items()
+             if torch.is_tensor(v)}
 
-    cfg = datafree_cfg(CONFIG, work, teacher_ckpt, max_iters=3, resume=True, **SMALL)
+    cfg = datafree_cfg(CONFIG, work, teacher_ckpt, max_iters=3, resume=True, **opts)
     cfg['train_cfg']['val_interval'] = 3
     resumed = build_runner(cfg)
     seen = {}
@@ -41,11 +49,18 @@ def test_deepinversion_trains_resumes_with_pool_and_exports(teacher_ckpt, tmp_pa
 
     def spy(module_self, data, optim_wrapper):
         seen.setdefault('pool', len(module_self.synthesizer.pool))
+        seen.setdefault('state', {k: v.clone() for k, v in
+                                  module_self.synthesizer.state_dict().items()
+                                  if torch.is_tensor(v)})
         return orig(module_self, data, optim_wrapper)
 
     resumed.model.train_step = spy.__get__(resumed.model)
     resumed.train()
     assert seen['pool'] == 40, 'resume must restore the pool index'
+    # generator / meta generator, BN-momentum EMA, contrastive head and memory bank, counters
+    assert seen['state'].keys() == state.keys()
+    for k, v in state.items():
+        assert torch.equal(seen['state'][k], v), f'{k} not restored on resume'
     assert len(resumed.model.synthesizer.pool) == 60
 
     model = build_from_checkpoint(config_path(*CONFIG.split('/')), last_checkpoint(work))

@@ -1,0 +1,70 @@
+"""Validate at fixed wall-clock times: accuracy after N minutes, whatever the schedule."""
+import time
+from collections.abc import Sequence
+
+from mmengine.hooks import Hook
+
+from mmdfkd.registry import HOOKS
+
+
+@HOOKS.register_module()
+class TimedValidationHook(Hook):
+    """Run the validation loop once training has been running for each of ``marks_s``.
+
+    Time-to-accuracy is what users of a data-free method wait for, and methods run at very
+    different speeds per iteration, so iteration counts do not compare them. After the first
+    iteration that ends past a mark, the hook runs ``runner.val_loop`` and logs every metric
+    again under ``<metric>@<mark>s`` (e.g. ``accuracy/top1@180s``) with the elapsed seconds as
+    ``elapsed_s@<mark>s``, in the same scalars file as the rest of the run. Time counts from
+    the start of training (``before_train``), validation time included. Works with
+    ``DataFreeTrainLoop`` and mmengine's epoch/iteration loops.
+
+    Args:
+        marks_s (Sequence[float]): Wall-clock marks in seconds.
+        stop_after_last (bool): End training after the last mark (at the end of the current
+            epoch for epoch-based loops); used to measure early accuracy only.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, marks_s: Sequence[float] = (180.0, ), stop_after_last: bool = False
+                 ) -> None:
+        marks = sorted(float(m) for m in marks_s)
+        if not marks or marks[0] <= 0:
+            raise ValueError(f'TimedValidationHook marks_s must be positive seconds, got '
+                             f'{list(marks_s)}')
+        self.marks = marks
+        self.stop_after_last = stop_after_last
+        self._start: float | None = None
+        self._done = 0
+
+    def before_train(self, runner) -> None:
+        self._start = time.perf_counter()
+        self._done = 0
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self._start is None or self._done >= len(self.marks):
+            return
+        elapsed = time.perf_counter() - self._start
+        if elapsed < self.marks[self._done]:
+            return
+        if runner.val_loop is None:
+            raise RuntimeError('TimedValidationHook needs val_dataloader, val_evaluator and '
+                               'val_cfg in the config.')
+        mark = self.marks[self._done]
+        # Every mark already passed gets this one measurement (an iteration may span several).
+        while self._done < len(self.marks) and elapsed >= self.marks[self._done]:
+            self._done += 1
+        metrics = runner.val_loop.run() or {}
+        runner.model.train()  # the val loop left the model in eval mode mid-epoch
+        tag = f'@{mark:g}s'
+        scalars = {f'{k}{tag}': v for k, v in metrics.items()
+                   if isinstance(v, (int, float))}
+        scalars[f'elapsed_s{tag}'] = elapsed
+        runner.visualizer.add_scalars(scalars, step=runner.iter + 1)
+        runner.logger.info(f'TimedValidationHook: {elapsed:.0f}s into training (mark '
+                           f'{mark:g}s): ' + ', '.join(f'{k}={v:.4g}' for k, v in
+                                                       scalars.items()))
+        if self.stop_after_last and self._done >= len(self.marks):
+            runner.logger.info('TimedValidationHook: last mark reached; stopping training.')
+            runner.train_loop.stop_training = True
