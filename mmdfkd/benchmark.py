@@ -23,6 +23,8 @@ class Suite:
     rows: tuple[Row, ...] = field(default_factory=tuple)
 
 
+CPSC_FMNIST = 'configs/cpsc_dfkd/cpsc_dfkd_lenet5bn_lenet5half_fmnist.py'
+
 SUITES: dict[str, Suite] = {
     'fmnist': Suite(
         teacher_config='configs/teachers/lenet5bn_fmnist.py',
@@ -36,6 +38,12 @@ SUITES: dict[str, Suite] = {
             Row('cmi', 'white-box', 'configs/cmi/cmi_lenet5bn_lenet5half_fmnist.py'),
             Row('fast_dfkd', 'white-box',
                 'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py'),
+            Row('cpsc_dfkd', 'white-box', CPSC_FMNIST),
+            Row('cpsc_dfkd-no_contrast', 'white-box', CPSC_FMNIST,
+                ('model.synthesizer.contrastive=None', )),
+            Row('cpsc_dfkd-no_cond', 'white-box', CPSC_FMNIST,
+                ('model.synthesizer.generator.num_classes=None',
+                 'model.synthesizer.class_ce_weight=0', 'model.pseudo_label_loss=None')),
         )),
 }
 

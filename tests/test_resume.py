@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 
 from mmdfkd.apis import build_runner
@@ -7,11 +8,11 @@ from mmdfkd.apis import build_runner
 from .conftest import needs_fmnist
 from .runner_utils import datafree_cfg, last_checkpoint
 
-CONFIG = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
-
 
 @needs_fmnist
-def test_resume_continues_at_same_iteration_with_same_state(teacher_ckpt, tmp_path):
+@pytest.mark.parametrize('CONFIG', ['dfad/dfad_lenet5bn_lenet5half_fmnist.py',
+                                    'cpsc_dfkd/cpsc_dfkd_lenet5bn_lenet5half_fmnist.py'])
+def test_resume_continues_at_same_iteration_with_same_state(CONFIG, teacher_ckpt, tmp_path):
     work = str(tmp_path / 'run')
     # First run: 2 iterations, checkpoint at iteration 2 (as if it crashed right after).
     runner = build_runner(datafree_cfg(CONFIG, work, teacher_ckpt, max_iters=2))

@@ -35,7 +35,11 @@ class DataFreeDistiller(BaseModel):
         student (dict): mmpretrain ``ImageClassifier`` config of the student.
         synthesizer (dict): Synthesizer config (see ``mmdfkd.models.synthesizers``).
         teacher_ckpt (str): Path of the trained teacher's checkpoint.
-        distill_loss (dict): Student-vs-teacher logit loss, e.g. ``KLDivergenceLoss``.
+        distill_loss (dict | list[dict]): Student-vs-teacher logit loss(es), e.g.
+            ``KLDivergenceLoss``; a list is summed (CPSC-DFKD: KL + ``MSELogitLoss``).
+        pseudo_label_loss (dict, optional): Loss of the student's logits against the labels the
+            synthesizer generated the images for, e.g. mmpretrain's ``CrossEntropyLoss``
+            (needs a synthesizer whose ``sample_labelled`` returns labels).
         feature_loss (dict, optional): Student-vs-teacher feature loss such as
             ``AttentionTransferLoss``; needs ``feature_layers``.
         feature_layers (dict, optional): ``dict(student=[names], teacher=[names])`` of the
@@ -54,7 +58,8 @@ class DataFreeDistiller(BaseModel):
     """
 
     def __init__(self, teacher: dict, student: dict, synthesizer: dict,
-                 teacher_ckpt: str | None, distill_loss: dict,
+                 teacher_ckpt: str | None, distill_loss: dict | list[dict],
+                 pseudo_label_loss: dict | None = None,
                  feature_loss: dict | None = None, feature_layers: dict | None = None,
                  synthesizer_steps: int = 1, student_steps: int = 1,
                  student_batch_size: int | None = None, warmup_iters: int = 0,
@@ -66,7 +71,11 @@ class DataFreeDistiller(BaseModel):
         self.student = MODELS.build(student)
         self.synthesizer = MODELS.build(synthesizer)
         self.synthesizer.bind(self.teacher)
-        self.distill_loss = MODELS.build(distill_loss)
+        self.synthesizer.bind_student(self.student, self.teacher)
+        self.distill_loss = (nn.ModuleList([MODELS.build(c) for c in distill_loss])
+                             if isinstance(distill_loss, (list, tuple)) else
+                             MODELS.build(distill_loss))
+        self.pseudo_label_loss = MODELS.build(pseudo_label_loss) if pseudo_label_loss else None
         self.feature_loss = MODELS.build(feature_loss) if feature_loss else None
         self._feature_recorders = None
         if self.feature_loss is not None:
@@ -132,8 +141,12 @@ class DataFreeDistiller(BaseModel):
             return classifier_logits_and_features(self.teacher, images)
         return self.teacher(images, mode='tensor'), None
 
-    def student_forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Student logits through the unwrapped module (used inside synthesizer steps)."""
+    def student_forward(self, images: torch.Tensor, with_features: bool = False
+                        ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Student logits (and, with ``with_features``, ``(logits, penultimate features)``)
+        through the unwrapped module (used inside synthesizer steps)."""
+        if with_features:
+            return classifier_logits_and_features(unwrap(self.student), images)
         return unwrap(self.student)(images, mode='tensor')
 
     # ------------------------------------------------------------------ training
@@ -173,7 +186,15 @@ class DataFreeDistiller(BaseModel):
     def student_step(self, optim_wrapper: OptimWrapper) -> dict[str, torch.Tensor]:
         """One student update on fresh synthetic samples labelled by the teacher."""
         start = time.perf_counter()
-        images = unwrap(self.synthesizer).sample(self.student_batch_size)
+        synthesizer = unwrap(self.synthesizer)
+        if self.pseudo_label_loss is not None:
+            images, labels = synthesizer.sample_labelled(self.student_batch_size)
+            if labels is None:
+                raise ValueError(f'model.pseudo_label_loss needs labelled samples, but '
+                                 f'{type(synthesizer).__name__} gives none (use a '
+                                 'class-conditional generator) - or remove pseudo_label_loss.')
+        else:
+            images = synthesizer.sample(self.student_batch_size)
         self._synth_time += time.perf_counter() - start
         self._synth_images += images.size(0)
         if self.student_augment is not None:
@@ -181,7 +202,13 @@ class DataFreeDistiller(BaseModel):
         with torch.no_grad():
             t_logits, _ = self.teacher_forward(images)
         s_logits = self.student(images, mode='tensor')
-        losses = {'loss_kd': self.distill_loss(s_logits, t_logits)}
+        if isinstance(self.distill_loss, nn.ModuleList):
+            losses = {f'loss_kd{i}': loss(s_logits, t_logits)
+                      for i, loss in enumerate(self.distill_loss)}
+        else:
+            losses = {'loss_kd': self.distill_loss(s_logits, t_logits)}
+        if self.pseudo_label_loss is not None:
+            losses['loss_pseudo_ce'] = self.pseudo_label_loss(s_logits, labels)
         if self.feature_loss is not None:
             s_feats, t_feats = (r.outputs() for r in self._feature_recorders)
             losses['loss_feat'] = self.feature_loss(s_feats, t_feats)

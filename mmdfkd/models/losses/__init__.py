@@ -1,14 +1,16 @@
 from .attention import AttentionTransferLoss, spatial_attention
 from .bn_statistics import BNStatisticsLoss
-from .contrastive import InstanceContrastiveLoss, info_nce, instance_channel_means
+from .contrastive import (InstanceContrastiveLoss, SupConLoss, info_nce, instance_channel_means,
+                          supervised_contrastive)
 from .image_prior import TotalVariationLoss
 from .dafl import ActivationLoss, InformationEntropyLoss, OneHotLoss
-from .kd import (AdversarialDisagreementLoss, KLDivergenceLoss, L1LogitLoss, kl_divergence,
-                 l1_logit_distance)
+from .kd import (AdversarialDisagreementLoss, KLDivergenceLoss, L1LogitLoss, MSELogitLoss,
+                 kl_divergence, l1_logit_distance, mse_logit_distance)
 
 __all__ = [
     'KLDivergenceLoss', 'L1LogitLoss', 'AdversarialDisagreementLoss', 'kl_divergence',
     'l1_logit_distance', 'OneHotLoss', 'InformationEntropyLoss', 'ActivationLoss',
     'BNStatisticsLoss', 'AttentionTransferLoss', 'spatial_attention', 'TotalVariationLoss',
-    'InstanceContrastiveLoss', 'info_nce', 'instance_channel_means'
+    'InstanceContrastiveLoss', 'info_nce', 'instance_channel_means',
+    'SupConLoss', 'supervised_contrastive', 'MSELogitLoss', 'mse_logit_distance'
 ]

@@ -93,3 +93,69 @@ class InstanceContrastiveLoss(nn.Module):
         self.bank[idx] = rows.to(self.bank.dtype)
         self.bank_ptr.fill_((ptr + rows.size(0)) % self.bank_size)
         self.bank_count.fill_(min(self.bank_size, int(self.bank_count) + rows.size(0)))
+
+
+def supervised_contrastive(features: torch.Tensor, labels: torch.Tensor,
+                           temperature: float) -> torch.Tensor:
+    """SupCon (Khosla et al., 2020) over ``features`` of shape ``(N, V, D)``: ``V`` views of
+    ``N`` samples, L2-normalised. Every one of the ``N*V`` anchors treats all other views of
+    same-label samples as positives and every other view as the denominator:
+
+    ``L_i = -1/|P(i)| sum_{p in P(i)} log(exp(z_i.z_p / T) / sum_{a != i} exp(z_i.z_a / T))``
+
+    averaged over anchors (each anchor has at least its own other views as positives).
+    """
+    n, v, _ = features.shape
+    z = features.reshape(n * v, -1)
+    y = labels.repeat_interleave(v)
+    logits = z @ z.t() / temperature
+    self_mask = torch.eye(n * v, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float('-inf'))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (y[:, None] == y[None, :]) & ~self_mask
+    pos_log_prob = log_prob.masked_fill(~positives, 0.0).sum(1)
+    return -(pos_log_prob / positives.sum(1).clamp(min=1)).mean()
+
+
+@MODELS.register_module()
+class SupConLoss(nn.Module):
+    """Pseudo-supervised contrast between the student's and the teacher's view of a batch
+    (CPSC-DFKD): the two models' penultimate features of the same images are the two views,
+    the labels the generator was asked for are the classes. Same-label samples are pulled
+    together in both feature spaces, different labels pushed apart.
+
+    Features of different sizes (LeNet-5 84-d vs LeNet-5-half 42-d) go through one linear
+    projection per model to ``embed_dim``; with ``embed_dim=None`` they are used as they are
+    (sizes must match, e.g. ResNet-34 -> ResNet-18). Projections are built by :meth:`build`.
+
+    Args:
+        temperature (float): SupCon temperature (0.07 in the paper).
+        embed_dim (int, optional): Common projection size.
+        loss_weight (float): Multiplier of the loss.
+    """
+
+    def __init__(self, temperature: float = 0.07, embed_dim: int | None = None,
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f'SupConLoss temperature must be > 0, got {temperature}')
+        self.temperature, self.embed_dim, self.loss_weight = temperature, embed_dim, loss_weight
+        self.student_proj: nn.Module = nn.Identity()
+        self.teacher_proj: nn.Module = nn.Identity()
+
+    def build(self, student_dim: int, teacher_dim: int) -> None:
+        """Create the projections for the two models' feature sizes."""
+        if self.embed_dim is None:
+            if student_dim != teacher_dim:
+                raise ValueError(f'SupConLoss: student features are {student_dim}-d, teacher '
+                                 f'features {teacher_dim}-d; set embed_dim (e.g. 64) to '
+                                 'project both to a common size.')
+            return
+        self.student_proj = nn.Linear(student_dim, self.embed_dim)
+        self.teacher_proj = nn.Linear(teacher_dim, self.embed_dim)
+
+    def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+        views = torch.stack([F.normalize(self.student_proj(student_features), dim=1),
+                             F.normalize(self.teacher_proj(teacher_features), dim=1)], dim=1)
+        return self.loss_weight * supervised_contrastive(views, labels, self.temperature)

@@ -20,7 +20,13 @@ def l1_logit_distance(student_logits: torch.Tensor,
     return (student_logits - teacher_logits).abs().mean(dim=1)
 
 
-_DIVERGENCES = {'kl': kl_divergence, 'l1': l1_logit_distance}
+def mse_logit_distance(student_logits: torch.Tensor,
+                       teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared logit difference, shape (N,) (CPSC-DFKD's IKD term)."""
+    return (student_logits - teacher_logits).pow(2).mean(dim=1)
+
+
+_DIVERGENCES = {'kl': kl_divergence, 'l1': l1_logit_distance, 'mse': mse_logit_distance}
 
 
 def _divergence(name: str):
@@ -67,6 +73,24 @@ class L1LogitLoss(nn.Module):
 
 
 @MODELS.register_module()
+class MSELogitLoss(nn.Module):
+    """Mean squared error between student and teacher logits (CPSC-DFKD's IKD term for the
+    student; the generator maximises it through ``AdversarialDisagreementLoss('mse')``).
+
+    Args:
+        loss_weight (float): Multiplier of the loss.
+    """
+
+    def __init__(self, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.loss_weight = loss_weight
+
+    def forward(self, student_logits: torch.Tensor,
+                teacher_logits: torch.Tensor) -> torch.Tensor:
+        return self.loss_weight * mse_logit_distance(student_logits, teacher_logits).mean()
+
+
+@MODELS.register_module()
 class AdversarialDisagreementLoss(nn.Module):
     """Negative student-teacher divergence: minimising it makes samples the two disagree on.
 
@@ -74,7 +98,7 @@ class AdversarialDisagreementLoss(nn.Module):
     restrict it to samples where both predict the same class).
 
     Args:
-        divergence (str): ``'l1'`` or ``'kl'``.
+        divergence (str): ``'l1'``, ``'kl'`` or ``'mse'``.
         tau (float): Temperature for ``'kl'``.
         agree_only (bool): Only count samples whose student and teacher top-1 agree.
         loss_weight (float): Multiplier of the loss.

@@ -42,6 +42,15 @@ class BaseSynthesizer(BaseModule, metaclass=ABCMeta):
     def sample(self, batch_size: int) -> torch.Tensor:
         """A batch of synthetic images for the student, without gradients."""
 
+    def sample_labelled(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images and the class each was synthesised for (``None`` when the synthesizer
+        has no such labels); the student's pseudo-label loss uses them."""
+        return self.sample(batch_size), None
+
+    def bind_student(self, student: nn.Module, teacher: nn.Module) -> None:
+        """Attach anything that needs both models (e.g. projections sized by their
+        features); called once the student exists."""
+
     def step(self, optim_wrapper: OptimWrapper, loss: torch.Tensor) -> None:
         """Backward + update, averaging gradients over ranks when distributed.
 

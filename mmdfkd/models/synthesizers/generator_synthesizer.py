@@ -2,9 +2,11 @@
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from mmengine.optim import OptimWrapper
 from torch import nn
 
+from mmdfkd.models.utils import BalancedLabelSampler, classifier_logits_and_features
 from mmdfkd.registry import MODELS
 from .base import BaseSynthesizer
 
@@ -14,11 +16,18 @@ if TYPE_CHECKING:
 
 @MODELS.register_module()
 class GeneratorSynthesizer(BaseSynthesizer):
-    """Train a generator ``G(z)`` whose samples the student learns from.
+    """Train a generator ``G(z)`` (or ``G(z, y)``) whose samples the student learns from.
 
     The generator objective is the sum of whichever terms are configured, which covers
     DAFL (``onehot`` + ``entropy`` + ``activation``), DFAD (``adversarial`` with L1), ZSKT
-    (``adversarial`` with KL) and their BN-regularised variants (``bn``).
+    (``adversarial`` with KL), their BN-regularised variants (``bn``) and CPSC-DFKD
+    (a class-conditional generator with ``adversarial`` KL + ``ikd`` + ``bn`` +
+    ``contrastive`` + ``class_ce``).
+
+    Labels: a class-conditional generator (``DCGANGenerator(num_classes=...)``) is asked for
+    class-balanced labels ``y``; an unconditional one gets the teacher's top-1 as pseudo-labels
+    (for ``contrastive``; ``class_ce`` then equals DAFL's one-hot loss). :meth:`sample_labelled`
+    hands the labels to the student's pseudo-label loss.
 
     Args:
         generator (dict): Generator config, e.g. ``DCGANGenerator``.
@@ -29,41 +38,75 @@ class GeneratorSynthesizer(BaseSynthesizer):
         bn (dict, optional): ``BNStatisticsLoss`` against the teacher's BN running statistics.
         adversarial (dict, optional): ``AdversarialDisagreementLoss`` between student and
             teacher logits (the generator seeks samples the student gets wrong).
+        ikd (dict, optional): A second adversarial term, e.g. CPSC-DFKD's negative logit MSE
+            ``AdversarialDisagreementLoss(divergence='mse')``.
+        contrastive (dict, optional): ``SupConLoss`` over the student's and teacher's
+            penultimate features with the labels as classes.
+        class_ce_weight (float): Weight of ``CE(T(G(z, y)), y)``; 0 disables it.
     """
 
-    TERMS = ('onehot', 'entropy', 'activation', 'bn', 'adversarial')
+    TERMS = ('onehot', 'entropy', 'activation', 'bn', 'adversarial', 'ikd', 'contrastive')
 
     def __init__(self, generator: dict, batch_size: int = 256, onehot: dict | None = None,
                  entropy: dict | None = None, activation: dict | None = None,
                  bn: dict | None = None, adversarial: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
+                 ikd: dict | None = None, contrastive: dict | None = None,
+                 class_ce_weight: float = 0.0, init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.generator = MODELS.build(generator)
         self.batch_size = batch_size
+        self.class_ce_weight = class_ce_weight
         terms = dict(onehot=onehot, entropy=entropy, activation=activation, bn=bn,
-                     adversarial=adversarial)
-        if all(cfg is None for cfg in terms.values()):
+                     adversarial=adversarial, ikd=ikd, contrastive=contrastive)
+        if all(cfg is None for cfg in terms.values()) and not class_ce_weight:
             raise ValueError('GeneratorSynthesizer needs at least one objective; set one of '
-                             f'{list(self.TERMS)} in model.synthesizer.')
+                             f'{list(self.TERMS)} or class_ce_weight in model.synthesizer.')
         self.losses = nn.ModuleDict(
             {name: MODELS.build(cfg) for name, cfg in terms.items() if cfg is not None})
+        self.num_classes = getattr(self.generator, 'num_classes', None)
+        self.conditional = bool(getattr(self.generator, 'conditional', False))
+        if class_ce_weight and not self.conditional:
+            raise ValueError('model.synthesizer.class_ce_weight needs a class-conditional '
+                             'generator (DCGANGenerator num_classes=...); for an '
+                             'unconditional one use onehot=dict(type="OneHotLoss").')
+        self.balanced_labels = BalancedLabelSampler(self.num_classes) if self.conditional \
+            else None
 
     def bind(self, teacher: nn.Module) -> None:
         if 'bn' in self.losses:
             self.losses['bn'].bind(teacher)
 
-    def _generate(self, batch_size: int) -> torch.Tensor:
+    def bind_student(self, student: nn.Module, teacher: nn.Module) -> None:
+        """Size the contrastive projections from both models' penultimate features."""
+        if 'contrastive' in self.losses and hasattr(self.losses['contrastive'], 'build'):
+            gen = self.generator
+            probe = torch.zeros(2, gen.channels, gen.img_size, gen.img_size)
+            dims = []
+            for model in (student, teacher):
+                was_training = model.training
+                model.eval()
+                with torch.no_grad():
+                    dims.append(classifier_logits_and_features(model, probe)[1].size(1))
+                model.train(was_training)
+            self.losses['contrastive'].build(*dims)
+
+    def _generate(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = next(self.generator.parameters()).device
         z = torch.randn(batch_size, self.generator.latent_dim, device=device)
-        return self.generator(z)
+        if not self.conditional:
+            return self.generator(z), None
+        labels = self.balanced_labels(batch_size, device)
+        return self.generator(z, labels), labels
 
     def synthesize(self, distiller: 'DataFreeDistiller',
                    optim_wrapper: OptimWrapper | None) -> dict[str, torch.Tensor]:
         if optim_wrapper is None:
             raise ValueError("GeneratorSynthesizer needs optim_wrapper['synthesizer'].")
-        images = self._generate(self.batch_size)
-        need_features = 'activation' in self.losses
+        images, labels = self._generate(self.batch_size)
+        need_features = 'activation' in self.losses or 'contrastive' in self.losses
         t_logits, t_feats = distiller.teacher_forward(images, with_features=need_features)
+        if labels is None:
+            labels = t_logits.argmax(1).detach()
         losses = {}
         if 'onehot' in self.losses:
             losses['loss_onehot'] = self.losses['onehot'](t_logits)
@@ -73,12 +116,26 @@ class GeneratorSynthesizer(BaseSynthesizer):
             losses['loss_activation'] = self.losses['activation'](t_feats)
         if 'bn' in self.losses:
             losses['loss_bn'] = self.losses['bn']()
-        if 'adversarial' in self.losses:
-            s_logits = distiller.student_forward(images)
-            losses['loss_adv'] = self.losses['adversarial'](s_logits, t_logits)
+        if self.class_ce_weight:
+            losses['loss_class_ce'] = self.class_ce_weight * F.cross_entropy(t_logits, labels)
+        if {'adversarial', 'ikd', 'contrastive'} & set(self.losses):
+            s_logits, s_feats = distiller.student_forward(images, with_features=True)
+            for name in ('adversarial', 'ikd'):
+                if name in self.losses:
+                    key = 'loss_adv' if name == 'adversarial' else 'loss_ikd'
+                    losses[key] = self.losses[name](s_logits, t_logits)
+            if 'contrastive' in self.losses:
+                losses['loss_supcon'] = self.losses['contrastive'](s_feats, t_feats, labels)
         self.step(optim_wrapper, sum(losses.values()))
-        return {k: v.detach() for k, v in losses.items()}
+        out = {k: v.detach() for k, v in losses.items()}
+        if self.conditional:
+            out['label_acc'] = (t_logits.argmax(1) == labels).float().mean().detach()
+        return out
 
     @torch.no_grad()
     def sample(self, batch_size: int) -> torch.Tensor:
+        return self._generate(batch_size)[0]
+
+    @torch.no_grad()
+    def sample_labelled(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self._generate(batch_size)

@@ -1,0 +1,118 @@
+"""CPSC-DFKD pieces: class-conditional generator, SupCon, IKD, and the fmnist config."""
+import glob
+import json
+import math
+
+import pytest
+import torch
+
+from mmdfkd.models.losses import (AdversarialDisagreementLoss, MSELogitLoss, SupConLoss,
+                                  mse_logit_distance, supervised_contrastive)
+from mmdfkd.models.synthesizers.generator import ConditionalBatchNorm2d
+from mmdfkd.registry import MODELS
+
+from .conftest import needs_fmnist
+from .runner_utils import run_datafree
+
+CONFIG = 'cpsc_dfkd/cpsc_dfkd_lenet5bn_lenet5half_fmnist.py'
+
+
+def test_conditional_bn_gives_each_class_its_own_statistics():
+    cbn = ConditionalBatchNorm2d(3, num_classes=4)
+    with torch.no_grad():
+        cbn.gamma.weight.copy_(torch.tensor([[1.0] * 3, [2.0] * 3, [0.5] * 3, [1.0] * 3]))
+        cbn.beta.weight.copy_(torch.tensor([[0.0] * 3, [1.0] * 3, [-1.0] * 3, [3.0] * 3]))
+    x = torch.randn(64, 3, 4, 4)
+    out_a = cbn(x, torch.full((64, ), 1))
+    out_b = cbn(x, torch.full((64, ), 2))
+    # batch-normalised then scaled/shifted per class: class 1 -> mean 1, std 2
+    assert out_a.mean().item() == pytest.approx(1.0, abs=1e-4)
+    assert out_a.std().item() == pytest.approx(2.0, rel=1e-2)
+    assert out_b.mean().item() == pytest.approx(-1.0, abs=1e-4)
+    assert out_b.std().item() == pytest.approx(0.5, rel=1e-2)
+
+
+def test_conditional_generator_depends_on_the_label():
+    gen = MODELS.build(dict(type='DCGANGenerator', latent_dim=8, img_size=8, channels=1, ngf=4,
+                            num_classes=3))
+    # make the class-conditional affine parameters differ per class, as training does
+    with torch.no_grad():
+        for m in gen.modules():
+            if isinstance(m, ConditionalBatchNorm2d):
+                m.gamma.weight.uniform_(0.5, 2.0)
+                m.beta.weight.normal_()
+    z = torch.randn(16, 8)
+    a = gen(z, torch.zeros(16, dtype=torch.long))
+    b = gen(z, torch.full((16, ), 2))
+    assert a.shape == (16, 1, 8, 8)
+    assert (a.mean() - b.mean()).abs() > 1e-2 or (a.std() - b.std()).abs() > 1e-2
+    with pytest.raises(ValueError, match='labels'):
+        gen(z)
+    uncond = MODELS.build(dict(type='DCGANGenerator', latent_dim=8, img_size=8, channels=1,
+                               ngf=4))
+    assert not uncond.conditional and uncond(z).shape == (16, 1, 8, 8)
+
+
+def test_supcon_hand_computed_values():
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    feats = torch.stack([torch.stack([e1, e1]), torch.stack([e2, e2])])  # (N=2, V=2, D=2)
+    # labels differ: each anchor has 1 positive (its other view, dot 1) among 3 others
+    expected = math.log(math.e + 2) - 1
+    assert supervised_contrastive(feats, torch.tensor([0, 1]), 1.0).item() == pytest.approx(
+        expected, rel=1e-6)
+    # same label: all 3 others are positives, log-probs 1 - L, -L, -L with L = log(e + 2)
+    expected_same = math.log(math.e + 2) - 1 / 3
+    assert supervised_contrastive(feats, torch.tensor([0, 0]), 1.0).item() == pytest.approx(
+        expected_same, rel=1e-6)
+
+
+def test_supcon_loss_projections_and_errors():
+    loss = SupConLoss(temperature=0.1, embed_dim=8, loss_weight=0.7)
+    loss.build(42, 84)
+    s, t = torch.randn(6, 42, requires_grad=True), torch.randn(6, 84)
+    value = loss(s, t, torch.tensor([0, 0, 1, 1, 2, 2]))
+    value.backward()
+    assert value.item() > 0 and s.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='embed_dim'):
+        SupConLoss().build(42, 84)
+
+
+def test_ikd_mse_known_values():
+    s, t = torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 2.0]])
+    assert mse_logit_distance(s, t).item() == pytest.approx(2.0)  # (4 + 0) / 2
+    assert MSELogitLoss(5.0)(s, t).item() == pytest.approx(10.0)
+    assert AdversarialDisagreementLoss('mse', loss_weight=5.0)(s, t).item() == pytest.approx(
+        -10.0)
+
+
+@needs_fmnist
+@pytest.mark.parametrize('ablation', [
+    {},
+    {'model.synthesizer.contrastive': None},
+    {'model.synthesizer.generator.num_classes': None, 'model.synthesizer.class_ce_weight': 0.0,
+     'model.pseudo_label_loss': None},
+])
+def test_cpsc_config_and_ablations_train(ablation, teacher_ckpt, tmp_path):
+    runner = run_datafree(CONFIG, str(tmp_path), teacher_ckpt, max_iters=2, **ablation)
+    rows = [json.loads(line) for line in
+            open(glob.glob(str(tmp_path / '*' / 'vis_data' / 'scalars.json'))[0])]
+    train = [r for r in rows if 'synth.loss_adv' in r]
+    assert train and 'student.loss_kd0' in train[0] and 'student.loss_kd1' in train[0]
+    assert ('synth.loss_supcon' in train[0]) == ('model.synthesizer.contrastive' not in ablation)
+    conditional = 'model.synthesizer.generator.num_classes' not in ablation
+    assert ('student.loss_pseudo_ce' in train[0]) == conditional
+    assert ('synth.loss_class_ce' in train[0]) == conditional
+    assert runner.model.synthesizer.generator.conditional == conditional
+    assert any('accuracy/top1' in r for r in rows)
+
+
+def test_pseudo_label_loss_needs_labelled_samples(teacher_ckpt, tmp_path):
+    from mmdfkd.apis import build_runner
+
+    from .runner_utils import datafree_cfg
+    cfg = datafree_cfg(CONFIG, str(tmp_path), teacher_ckpt, max_iters=1, **{
+        'model.synthesizer.generator.num_classes': None,
+        'model.synthesizer.class_ce_weight': 0.0})
+    runner = build_runner(cfg)
+    with pytest.raises(ValueError, match='pseudo_label_loss'):
+        runner.train()
