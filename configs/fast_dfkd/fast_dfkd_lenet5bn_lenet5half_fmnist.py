@@ -33,7 +33,8 @@ model = dict(
     warmup_iters=10,
 )
 
-max_iters = 240
+# About 14 minutes on a 2-core CPU (6.4 s per iteration: 5 inner steps + 80 student steps).
+max_iters = 130
 optim_wrapper = dict(
     constructor='DataFreeOptimWrapperConstructor',
     student=dict(type='OptimWrapper',
@@ -47,4 +48,4 @@ param_scheduler = dict(
     synthesizer=dict(type='ConstantLR', factor=1.0, by_epoch=False))
 train_cfg = dict(max_iters=max_iters, val_interval=40)
 default_hooks = dict(checkpoint=dict(interval=40))
-custom_hooks = [dict(type='SyntheticVisualizationHook', interval=120)]
+custom_hooks = [dict(type='SyntheticVisualizationHook', interval=65)]
