@@ -15,6 +15,8 @@ class Row:
     access: str  # 'white-box' | 'soft-label' | 'hard-label' | 'real-data'
     config: str
     cfg_options: tuple[str, ...] = ()
+    # Reach the teacher through tools/serve_teacher.py on a local port (remote-HTTP rows).
+    serve: bool = False
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Suite:
 
 
 CPSC_FMNIST = 'configs/cpsc_dfkd/cpsc_dfkd_lenet5bn_lenet5half_fmnist.py'
+DIPKD_FMNIST = 'configs/dipkd/dipkd_lenet5_lenet5_fmnist.py'
 
 SUITES: dict[str, Suite] = {
     'fmnist': Suite(
@@ -44,6 +47,19 @@ SUITES: dict[str, Suite] = {
             Row('cpsc_dfkd-no_cond', 'white-box', CPSC_FMNIST,
                 ('model.synthesizer.generator.num_classes=None',
                  'model.synthesizer.class_ce_weight=0', 'model.pseudo_label_loss=None')),
+        )),
+    # Black-box: the LeNet-5 teacher is reached only through HardLabelTeacher (top-1 labels).
+    'fmnist-blackbox': Suite(
+        teacher_config='configs/teachers/lenet5_fmnist.py',
+        rows=(
+            Row('naive-kd-noise', 'hard-label',
+                'configs/dipkd/naive_kd_noise_lenet5_lenet5_fmnist.py'),
+            Row('dipkd-10k', 'hard-label', 'configs/dipkd/dipkd_10k_lenet5_lenet5_fmnist.py'),
+            Row('dipkd-25k', 'hard-label', 'configs/dipkd/dipkd_25k_lenet5_lenet5_fmnist.py'),
+            Row('dipkd-50k', 'hard-label', DIPKD_FMNIST),
+            Row('dipkd-100k', 'hard-label',
+                'configs/dipkd/dipkd_100k_lenet5_lenet5_fmnist.py'),
+            Row('dipkd-50k-remote', 'hard-label (HTTP)', DIPKD_FMNIST, serve=True),
         )),
 }
 
@@ -86,7 +102,9 @@ def read_run_result(work_dir: str, mark_s: float | None = None) -> dict:
             result['accuracy_at_mark'] = float(at_mark[-1])
     if 'checkpoint' in result:
         state = torch.load(result['checkpoint'], map_location='cpu', weights_only=False)
-        queries = state.get('state_dict', {}).get('teacher_queries')
+        weights = state.get('state_dict', {})
+        # DataFreeDistiller counts in `teacher_queries`, teacher wrappers in `teacher.queries`.
+        queries = weights.get('teacher_queries', weights.get('teacher.queries'))
         if queries is not None:
             result['teacher_queries'] = int(queries)
     return result

@@ -52,3 +52,19 @@ def test_pool_errors(tmp_path):
     pool.set_root(str(tmp_path))
     with pytest.raises(RuntimeError, match='empty'):
         pool.sample(1)
+
+
+def test_updated_images_reach_disk_with_the_checkpoint(tmp_path):
+    pool = SyntheticDataPool(root=str(tmp_path), cache_batches=8)
+    images = torch.zeros(6, 1, 4, 4)
+    pool.add(images[:3], labels=torch.tensor([0, 1, 2]))
+    pool.add(images[3:], labels=torch.tensor([3, 4, 5]))
+    pool.update_images(torch.tensor([1, 4]), torch.ones(2, 1, 4, 4))
+    state = pool.get_extra_state()  # what a checkpoint stores: flushes the changed files
+    fresh = SyntheticDataPool(root=str(tmp_path))
+    fresh.set_extra_state(state)
+    got = fresh.gather(torch.arange(6))
+    assert torch.equal(got['labels'], torch.arange(6))
+    assert got['images'].flatten(1).mean(1).tolist() == [0, 1, 0, 0, 1, 0]
+    # class-balanced sampling follows the stored labels
+    assert set(fresh.sample_index(600, balanced=True).tolist()) == set(range(6))

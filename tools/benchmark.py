@@ -12,9 +12,11 @@ trained first when its checkpoint is missing. ``--docs docs/benchmarks.md`` also
 that suite's section of the docs page.
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 import time
@@ -113,7 +115,13 @@ def main() -> None:
                 opts += [f'train_cfg.max_iters={args.max_iters}',
                          f'train_cfg.val_interval={args.max_iters}']
         print(f'[benchmark] {row.method}: training', flush=True)
-        run = run_train(osp.join(ROOT, row.config), work_dir, opts)
+        if row.serve:
+            with served_teacher(suite.teacher_config, teacher_ckpt, work_dir) as url:
+                opts += ['model.teacher.model=None', 'model.teacher.checkpoint=None',
+                         f'model.teacher.url={url}']
+                run = run_train(osp.join(ROOT, row.config), work_dir, opts)
+        else:
+            run = run_train(osp.join(ROOT, row.config), work_dir, opts)
         result = read_run_result(work_dir, args.acc_at_s)
         at_mark = dict(student_acc_at_mark=result.get('accuracy_at_mark'),
                        acc_at_s=args.acc_at_s, command_at_mark=run['command'])
@@ -138,6 +146,40 @@ def main() -> None:
     if args.docs:
         update_docs(args.docs, args.suite, table)
     print(table)
+
+
+@contextlib.contextmanager
+def served_teacher(config: str, checkpoint: str, work_dir: str):
+    """Serve the teacher with tools/serve_teacher.py on a free local port; yield its URL."""
+    import httpx
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    os.makedirs(work_dir, exist_ok=True)
+    url = f'http://127.0.0.1:{port}'
+    with open(osp.join(work_dir, 'teacher_server.log'), 'w') as log:
+        server = subprocess.Popen([sys.executable, osp.join(ROOT, 'tools', 'serve_teacher.py'),
+                                   osp.join(ROOT, config), checkpoint, '--port', str(port)],
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            deadline = time.time() + 120
+            while True:
+                try:
+                    if httpx.get(f'{url}/health', timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError(f'teacher server did not start; see {log.name}')
+                time.sleep(0.5)
+            yield url
+            stats = httpx.get(f'{url}/health', timeout=5).json()
+            print(f'[benchmark] teacher server: {stats}', flush=True)
+            with open(osp.join(work_dir, 'teacher_server_stats.json'), 'w') as f:
+                json.dump(stats, f)
+        finally:
+            server.terminate()
+            server.wait()
 
 
 def _test_accuracy(config: str, checkpoint: str, work_dir: str) -> float:

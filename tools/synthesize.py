@@ -2,9 +2,10 @@
 
     python tools/synthesize.py CONFIG CHECKPOINT OUT_DIR [--num-images N]
 
-Pool-based methods (DeepInversion, ...) export their synthetic data pool; generator-based ones
-(DAFL, DFAD, ZSKT) sample N new images. Each image goes to OUT_DIR/<idx>_<class>/ by the
-teacher's top-1 label.
+Pool-based methods (DeepInversion, DIP-KD, ...) export their synthetic data pool;
+generator-based ones (DAFL, DFAD, ZSKT) sample N new images. Each image goes to
+OUT_DIR/<idx>_<class>/ by the teacher's top-1 label (for a black-box teacher, the label it
+answered when the image was bought: exporting asks it nothing).
 """
 import argparse
 import os.path as osp
@@ -12,7 +13,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import Config  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
 
 import mmdfkd  # noqa: E402,F401
 from mmdfkd.apis.synthesize import build_from_checkpoint, export_image_folder  # noqa: E402
@@ -24,13 +25,16 @@ def main() -> None:
     parser.add_argument('checkpoint')
     parser.add_argument('out_dir')
     parser.add_argument('--num-images', type=int, default=None)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='config overrides, as for tools/train.py')
     args = parser.parse_args()
-    model = build_from_checkpoint(args.config, args.checkpoint)
+    model = build_from_checkpoint(args.config, args.checkpoint, args.cfg_options)
     cfg = Config.fromfile(args.config)
     from mmdfkd.registry import DATASETS
     dataset_cls = DATASETS.get(cfg.test_dataloader.dataset.type)
     classes = list(getattr(dataset_cls, 'METAINFO', {}).get('classes', [])) or [
-        str(i) for i in range(model.teacher.head.num_classes)]
+        str(i) for i in range(getattr(model.teacher, 'num_classes', None)
+                              or model.teacher.head.num_classes)]
     counts = export_image_folder(model, args.out_dir, classes, args.num_images)
     print(f'wrote {sum(counts.values())} images to {args.out_dir}: {counts}')
 

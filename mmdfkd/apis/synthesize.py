@@ -6,10 +6,10 @@ import re
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 from PIL import Image
 
-from mmdfkd.models.algorithms import DataFreeDistiller
 from mmdfkd.registry import MODELS
 
 
@@ -30,12 +30,20 @@ def _to_uint8(images: torch.Tensor, mean: torch.Tensor | None,
     return images.clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def build_from_checkpoint(config: str, checkpoint: str) -> DataFreeDistiller:
-    """The data-free model of ``config`` with the weights (and pool index) of ``checkpoint``."""
+def build_from_checkpoint(config: str, checkpoint: str,
+                          cfg_options: dict | None = None) -> BaseModel:
+    """The data-free model of ``config`` (with ``--cfg-options`` style overrides) with the
+    weights (and pool index) of ``checkpoint``."""
     cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    from mmdfkd.engine.runner.data_free_runner import propagate_teacher_ckpt
+    propagate_teacher_ckpt(cfg)
     init_default_scope(cfg.get('default_scope', 'mmdfkd'))
     model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
-    model_cfg['teacher_ckpt'] = checkpoint  # the teacher's weights are in the run's checkpoint
+    if 'teacher_ckpt' in model_cfg:
+        # A white-box teacher's weights are in the run's checkpoint (black-box ones never are).
+        model_cfg['teacher_ckpt'] = checkpoint
     model = MODELS.build(model_cfg)
     from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint
     state = load_local_checkpoint(checkpoint, map_location='cpu')
@@ -45,7 +53,7 @@ def build_from_checkpoint(config: str, checkpoint: str) -> DataFreeDistiller:
     return model.eval()
 
 
-def export_image_folder(model: DataFreeDistiller, out_dir: str, classes: list[str],
+def export_image_folder(model: BaseModel, out_dir: str, classes: list[str],
                         num_images: int | None = None, batch_size: int = 256) -> dict[str, int]:
     """Write PNGs to ``out_dir/<idx>_<class>/``, labelled by the teacher's top-1.
 
@@ -67,8 +75,7 @@ def export_image_folder(model: DataFreeDistiller, out_dir: str, classes: list[st
 
     def batches():
         if pool is not None:
-            for images, logits in pool.iter_batches():
-                yield images, logits.argmax(1)
+            yield from pool.iter_batches()
         else:
             if not num_images:
                 raise ValueError('a generator-based synthesizer needs --num-images N')
@@ -76,7 +83,7 @@ def export_image_folder(model: DataFreeDistiller, out_dir: str, classes: list[st
             while done < num_images:
                 images = synthesizer.sample(min(batch_size, num_images - done))
                 with torch.no_grad():
-                    labels = model.teacher(images, mode='tensor').argmax(1)
+                    labels = model.teacher_labels(images)
                 done += images.size(0)
                 yield images, labels
 

@@ -2,6 +2,7 @@
 import torch
 from mmengine.hooks import Hook
 
+from mmdfkd.models.teachers import BaseTeacher
 from mmdfkd.registry import HOOKS
 
 
@@ -24,7 +25,8 @@ def per_class_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
 @HOOKS.register_module()
 class SyntheticVisualizationHook(Hook):
     """Every ``interval`` iterations, draw samples, label them with the teacher (no query
-    is counted: this is for the user's eyes only) and add a per-class grid to the
+    is counted: this is for the user's eyes only; black-box teachers are not asked at all,
+    the labels they gave are taken from the pool) and add a per-class grid to the
     visualizer (PNG with ``LocalVisBackend``, an image summary with ``TensorboardVisBackend``).
 
     Args:
@@ -48,9 +50,14 @@ class SyntheticVisualizationHook(Hook):
     def draw(self, runner, step: int) -> torch.Tensor:
         model = getattr(runner.model, 'module', runner.model)
         synthesizer = getattr(model.synthesizer, 'module', model.synthesizer)
-        images = synthesizer.sample(self.num_samples)
-        labels = model.teacher(images, mode='tensor').argmax(1)
-        num_classes = int(getattr(model.teacher.head, 'num_classes', int(labels.max()) + 1))
+        if isinstance(model.teacher, BaseTeacher):
+            # A black-box teacher is never asked for the picture: its labels are in the pool.
+            images, labels = synthesizer.sample_labelled(self.num_samples)
+            num_classes = model.teacher.num_classes
+        else:
+            images = synthesizer.sample(self.num_samples)
+            labels = model.teacher(images, mode='tensor').argmax(1)
+            num_classes = int(getattr(model.teacher.head, 'num_classes', int(labels.max()) + 1))
         grid = per_class_grid(images, labels, num_classes, self.per_class)
         # Undo the data preprocessor's normalisation to show real pixel values.
         pre = model.data_preprocessor

@@ -12,7 +12,9 @@ class DataFreeOptimWrapperConstructor:
 
     Each entry is an ordinary mmengine optim-wrapper config (``type``, ``optimizer``,
     ``paramwise_cfg``, ``clip_grad``...), so each part keeps its own optimizer and LR
-    schedule (``param_scheduler`` can be a dict keyed by the same names).
+    schedule (``param_scheduler`` can be a dict keyed by the same names). Entries for a part
+    the config switched off (the attribute is ``None``, e.g. DIP-KD without a primer) are
+    skipped.
 
     Args:
         optim_wrapper_cfg (dict): Mapping of child-module name to optim-wrapper config.
@@ -36,6 +38,8 @@ class DataFreeOptimWrapperConstructor:
                                  f"`optimizer`, e.g. dict(type='OptimWrapper', optimizer="
                                  f"dict(type='Adam', lr=1e-3)); got {cfg!r}.")
             submodule = getattr(model, name, None)
+            if submodule is None and hasattr(model, name):
+                continue  # the part exists but is switched off in this config (ablation)
             if not isinstance(submodule, nn.Module):
                 children = [n for n, _ in model.named_children()]
                 raise ValueError(f"optim_wrapper.{name}: the model has no child '{name}'; "

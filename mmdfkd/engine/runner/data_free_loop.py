@@ -3,6 +3,7 @@ import time
 
 from mmengine.runner import BaseLoop
 
+from mmdfkd.models.teachers import QueryBudgetExceeded
 from mmdfkd.registry import LOOPS
 
 
@@ -45,7 +46,8 @@ class DataFreeTrainLoop(BaseLoop):
         val_interval (int): Validation interval in iterations.
         val_begin (int): First iteration that may validate.
         time_budget_s (float, optional): Wall-clock budget; when spent, the current
-            iteration becomes the last one (checkpoint saved, final validation run).
+            iteration becomes the last one (checkpoint saved, final validation run). A
+            teacher's query budget (``QueryBudgetExceeded``) ends training the same way.
         metainfo (dict, optional): Dataset meta (``classes``) for the visualizer/checkpoint;
             defaults to the validation dataset's.
     """
@@ -126,8 +128,17 @@ class DataFreeTrainLoop(BaseLoop):
     def run_iter(self, start: float) -> None:
         data_batch = dict(iteration=self._iter)
         self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)
-        outputs = self.runner.model.train_step(data_batch,
-                                               optim_wrapper=self.runner.optim_wrapper)
+        try:
+            outputs = self.runner.model.train_step(data_batch,
+                                                   optim_wrapper=self.runner.optim_wrapper)
+        except QueryBudgetExceeded as e:
+            # Nothing was sent for the refused batch; end here like the time budget does
+            # (checkpoint with the exact count, final validation) instead of overspending.
+            self.runner.logger.warning(f'{e} Stopping at iteration {self._iter + 1} '
+                                       f'(max_iters {self._max_iters}); checkpoint saved.')
+            self._max_iters = self._iter + 1
+            self.dataloader.num_iters = self._max_iters
+            outputs = {}
         if (self.time_budget_s is not None
                 and time.perf_counter() - start >= self.time_budget_s
                 and self._iter + 1 < self._max_iters):

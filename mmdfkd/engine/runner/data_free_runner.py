@@ -32,9 +32,9 @@ class DataFreeRunner(Runner):
     @classmethod
     def from_cfg(cls, cfg) -> 'DataFreeRunner':
         """Build from a config; the top-level ``teacher_ckpt`` variable (what
-        ``--cfg-options teacher_ckpt=PATH`` changes) is copied into ``model.teacher_ckpt``."""
-        if cfg.get('teacher_ckpt') is not None and isinstance(cfg.get('model'), dict):
-            cfg.model['teacher_ckpt'] = cfg.teacher_ckpt
+        ``--cfg-options teacher_ckpt=PATH`` changes) is copied into ``model.teacher_ckpt``, or
+        into ``model.teacher.checkpoint`` for a teacher wrapper built from a local model."""
+        propagate_teacher_ckpt(cfg)
         return super().from_cfg(cfg)
 
     def wrap_model(self, model_wrapper_cfg, model):
@@ -49,3 +49,18 @@ class DataFreeRunner(Runner):
             cfg = dict(model_wrapper_cfg, type=wrapper_type.split('.')[-1])
             return MODEL_WRAPPERS.build(cfg, default_args=dict(module=model.to(get_device())))
         return super().wrap_model(model_wrapper_cfg, model)
+
+
+def propagate_teacher_ckpt(cfg) -> None:
+    """Copy the top-level ``teacher_ckpt`` (what ``--cfg-options teacher_ckpt=PATH`` changes)
+    into ``model.teacher_ckpt``, or into ``model.teacher.checkpoint`` for a teacher wrapper
+    built from a local model (config variables are resolved when the file is read)."""
+    model = cfg.get('model')
+    if cfg.get('teacher_ckpt') is None or not isinstance(model, dict):
+        return
+    teacher = model.get('teacher')
+    if isinstance(teacher, dict) and 'checkpoint' in teacher:
+        if teacher.get('model') is not None:
+            teacher['checkpoint'] = cfg.teacher_ckpt
+    else:
+        model['teacher_ckpt'] = cfg.teacher_ckpt

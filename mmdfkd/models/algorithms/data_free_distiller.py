@@ -1,5 +1,4 @@
 """The algorithm model that runs a data-free distillation on mmengine's runner."""
-import os.path as osp
 import time
 
 import torch
@@ -7,14 +6,10 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import nn
 
-from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint
 from mmdfkd.models.utils import (BatchAugment, ModuleOutputRecorder, classifier_logits_and_features,
                                  frozen_parameters)
+from mmdfkd.models.teachers import BaseTeacher, load_classifier_weights, require_access
 from mmdfkd.registry import MODELS
-
-TEACHER_HINT = ('train one with `python tools/train.py configs/teachers/lenet5bn_fmnist.py '
-                '--work-dir work_dirs/teacher` and pass it with '
-                '`--cfg-options teacher_ckpt=work_dirs/teacher/epoch_N.pth`')
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -31,7 +26,10 @@ class DataFreeDistiller(BaseModel):
     on fresh samples labelled by the teacher. Validation and testing evaluate the student.
 
     Args:
-        teacher (dict): mmpretrain ``ImageClassifier`` config of the teacher.
+        teacher (dict): mmpretrain ``ImageClassifier`` config of the teacher (weights from
+            ``teacher_ckpt``), or a teacher wrapper config; the synthesizers here need
+            white-box access, so a ``HardLabelTeacher``/``SoftLabelTeacher`` is refused at
+            build time with a message naming the method.
         student (dict): mmpretrain ``ImageClassifier`` config of the student.
         synthesizer (dict): Synthesizer config (see ``mmdfkd.models.synthesizers``).
         teacher_ckpt (str): Path of the trained teacher's checkpoint.
@@ -66,10 +64,16 @@ class DataFreeDistiller(BaseModel):
                  student_augment: list[dict] | None = None,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.teacher = MODELS.build(teacher)
-        self._load_teacher(teacher_ckpt)
-        self.student = MODELS.build(student)
+        built = MODELS.build(teacher)
         self.synthesizer = MODELS.build(synthesizer)
+        if isinstance(built, BaseTeacher):
+            require_access(built, self.synthesizer.required_access,
+                           self.synthesizer.method_name)
+            built = built.model
+        else:
+            load_classifier_weights(built, teacher_ckpt)
+        self.teacher = built
+        self.student = MODELS.build(student)
         self.synthesizer.bind(self.teacher)
         self.synthesizer.bind_student(self.student, self.teacher)
         self.distill_loss = (nn.ModuleList([MODELS.build(c) for c in distill_loss])
@@ -100,24 +104,6 @@ class DataFreeDistiller(BaseModel):
         self.register_buffer('teacher_queries', torch.zeros((), dtype=torch.long))
 
     # ------------------------------------------------------------------ teacher
-    def _load_teacher(self, teacher_ckpt: str | None) -> None:
-        if not teacher_ckpt:
-            raise ValueError(f'teacher_ckpt is not set: {TEACHER_HINT}.')
-        if not osp.isfile(teacher_ckpt):
-            raise FileNotFoundError(f"teacher_ckpt '{teacher_ckpt}' does not exist: "
-                                    f'{TEACHER_HINT}.')
-        checkpoint = load_local_checkpoint(teacher_ckpt, map_location='cpu')
-        state = checkpoint.get('state_dict', checkpoint)
-        if any(k.startswith('teacher.') for k in state):
-            # A data-free run's own checkpoint: take the teacher part.
-            state = {k[len('teacher.'):]: v for k, v in state.items() if k.startswith('teacher.')}
-        state = {k[len('module.'):] if k.startswith('module.') else k: v
-                 for k, v in state.items()}
-        self.teacher.load_state_dict(state, strict=True)
-        self.teacher.eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-
     def init_weights(self) -> None:
         # The runner calls this before training; the teacher keeps its trained weights.
         for name, child in self.named_children():
@@ -140,6 +126,11 @@ class DataFreeDistiller(BaseModel):
         if with_features:
             return classifier_logits_and_features(self.teacher, images)
         return self.teacher(images, mode='tensor'), None
+
+    def teacher_labels(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's top-1 class of each image (counted as queries)."""
+        with torch.no_grad():
+            return self.teacher_forward(images)[0].argmax(1)
 
     def student_forward(self, images: torch.Tensor, with_features: bool = False
                         ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

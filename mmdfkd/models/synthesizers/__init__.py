@@ -4,8 +4,11 @@ from .data_pool import SyntheticDataPool
 from .generator_synthesizer import GeneratorSynthesizer
 from .generative_inversion_synthesizer import GenerativeInversionSynthesizer
 from .inversion_synthesizer import InversionSynthesizer
+from .image_prior_synthesizer import ImagePriorSynthesizer
+from .contrastive_refiner import InstanceContrastRefiner
 
 __all__ = [
     'BaseSynthesizer', 'PooledSynthesizer', 'GenerativeInversionSynthesizer', 'DCGANGenerator',
-    'GeneratorSynthesizer', 'InversionSynthesizer', 'SyntheticDataPool'
+    'GeneratorSynthesizer', 'InversionSynthesizer', 'SyntheticDataPool',
+    'ImagePriorSynthesizer', 'InstanceContrastRefiner'
 ]

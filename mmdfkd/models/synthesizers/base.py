@@ -24,7 +24,13 @@ class BaseSynthesizer(BaseModule, metaclass=ABCMeta):
     * :meth:`sample` returns a batch of images for the student's update, without gradients.
 
     Images live in the teacher's *normalised* input space.
+
+    ``method_name`` names the method(s) in error messages; ``required_access`` is the least
+    teacher access the synthesizer works with (checked when the algorithm is built).
     """
+
+    method_name: str = 'this synthesizer'
+    required_access: str = 'white-box'
 
     def bind(self, teacher: nn.Module) -> None:
         """Attach anything that observes the teacher (e.g. BN-statistics hooks)."""

@@ -14,7 +14,8 @@ from mmdfkd.registry import MODELS
 
 @MODELS.register_module()
 class SyntheticDataPool(nn.Module):
-    """Synthetic images and the teacher's logits on them, one ``.pt`` file per added batch.
+    """Synthetic images with the teacher's answers on them (logits from a white-box teacher,
+    or top-1 labels from a black-box one), one ``.pt`` file per added batch.
 
     Files live under ``root`` (``<work_dir>/synthetic_pool`` when the runner sets it), so the
     pool can grow beyond memory; a small LRU cache keeps recently read files. The index (file
@@ -43,6 +44,7 @@ class SyntheticDataPool(nn.Module):
         self._batches: list[tuple[str, int]] = []  # (file name, number of images)
         self._next_id = 0
         self._cache: OrderedDict[str, dict] = OrderedDict()
+        self._dirty: set[str] = set()  # cached records changed since they were written
 
     def set_root(self, root: str) -> None:
         """Folder the pool writes to (created if missing)."""
@@ -58,13 +60,21 @@ class SyntheticDataPool(nn.Module):
                                '<work_dir>/synthetic_pool (or call set_root).')
         return osp.join(self.root, name)
 
-    def add(self, images: torch.Tensor, logits: torch.Tensor) -> None:
-        """Store a batch (kept in float16 on disk)."""
+    def add(self, images: torch.Tensor, logits: torch.Tensor | None = None,
+            labels: torch.Tensor | None = None) -> None:
+        """Store a batch (images in float16 on disk) with the teacher's ``logits`` and/or its
+        top-1 ``labels``."""
+        if logits is None and labels is None:
+            raise ValueError('SyntheticDataPool.add needs the teacher logits or labels')
         if self.root is None:
             self.set_root(osp.join('work_dirs', 'synthetic_pool'))
         name = f'batch_r{dist.get_rank()}_{self._next_id:07d}.pt'
         self._next_id += 1
-        record = {'images': images.detach().half().cpu(), 'logits': logits.detach().half().cpu()}
+        record = {'images': images.detach().half().cpu()}
+        if logits is not None:
+            record['logits'] = logits.detach().half().cpu()
+        if labels is not None:
+            record['labels'] = labels.detach().long().cpu()
         torch.save(record, self._path(name))
         self._batches.append((name, images.size(0)))
         self._remember(name, record)
@@ -72,6 +82,7 @@ class SyntheticDataPool(nn.Module):
             idx = 0 if self.policy == 'fifo' else random.randrange(len(self._batches) - 1)
             dropped, _ = self._batches.pop(idx)
             self._cache.pop(dropped, None)
+            self._dirty.discard(dropped)
             if osp.isfile(self._path(dropped)):
                 os.remove(self._path(dropped))
 
@@ -79,7 +90,18 @@ class SyntheticDataPool(nn.Module):
         self._cache[name] = record
         self._cache.move_to_end(name)
         while len(self._cache) > self.cache_batches:
-            self._cache.popitem(last=False)
+            evicted, old = self._cache.popitem(last=False)
+            if evicted in self._dirty:
+                torch.save(old, self._path(evicted))
+                self._dirty.discard(evicted)
+
+    def flush(self) -> None:
+        """Write records changed by :meth:`update_images` to disk (done on every checkpoint
+        save and when a changed record leaves the cache)."""
+        for name in sorted(self._dirty):
+            if name in self._cache:
+                torch.save(self._cache[name], self._path(name))
+        self._dirty.clear()
 
     def _load(self, name: str) -> dict:
         if name not in self._cache:
@@ -110,13 +132,76 @@ class SyntheticDataPool(nn.Module):
         return (torch.cat(images).float().to(device), torch.cat(logits).float().to(device))
 
     def iter_batches(self):
-        """Yield every stored ``(images, logits)`` batch (for export)."""
+        """Yield every stored ``(images, labels)`` batch (for export); labels are the stored
+        top-1 labels, or the argmax of the stored logits."""
+        self.flush()
         for name, _ in self._batches:
             record = self._load(name)
-            yield record['images'].float(), record['logits'].float()
+            labels = record.get('labels')
+            yield record['images'].float(), (labels if labels is not None else
+                                             record['logits'].float().argmax(1))
+
+    def labels(self) -> torch.Tensor:
+        """Top-1 label of every pooled image, in pool order."""
+        out = []
+        for name, _ in self._batches:
+            record = self._load(name)
+            out.append(record['labels'] if 'labels' in record else
+                       record['logits'].float().argmax(1))
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+    def _locate(self, index: torch.Tensor) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """Group global positions by batch file: ``(name, positions in index, local rows)``."""
+        starts, offset = [], 0
+        for _, count in self._batches:
+            starts.append(offset)
+            offset += count
+        starts_t = torch.tensor(starts)
+        which = torch.bucketize(index, starts_t, right=True) - 1
+        groups = []
+        for b in which.unique().tolist():
+            sel = (which == b).nonzero().flatten()
+            groups.append((self._batches[b][0], sel, index[sel] - starts[b]))
+        return groups
+
+    def sample_index(self, n: int, balanced: bool = False) -> torch.Tensor:
+        """``n`` global positions drawn with replacement: uniformly, or (``balanced``) with
+        every class equally likely according to the stored labels."""
+        total = len(self)
+        if total == 0:
+            raise RuntimeError('SyntheticDataPool is empty: synthesize() before sampling.')
+        if not balanced:
+            return torch.randint(total, (n, ))
+        labels = self.labels()
+        weights = 1.0 / torch.bincount(labels).float()[labels]
+        return torch.multinomial(weights, n, replacement=True)
+
+    def gather(self, index: torch.Tensor, device: torch.device | str = 'cpu') -> dict:
+        """Images (float32) and labels at global positions ``index`` (``0 <= i < len``)."""
+        index = index.long().cpu()
+        images = torch.empty(index.numel(), *self._load(self._batches[0][0])['images'].shape[1:])
+        labels = torch.empty(index.numel(), dtype=torch.long)
+        for name, sel, rows in self._locate(index):
+            record = self._load(name)
+            images[sel] = record['images'][rows].float()
+            labels[sel] = (record['labels'][rows] if 'labels' in record else
+                           record['logits'][rows].float().argmax(1))
+        return {'images': images.to(device), 'labels': labels.to(device), 'index': index}
+
+    def update_images(self, index: torch.Tensor, images: torch.Tensor) -> None:
+        """Overwrite the images at global positions ``index`` (e.g. after refining them);
+        their stored teacher answers are kept. Changed files are written lazily
+        (:meth:`flush`), so refining a few images of many files stays cheap."""
+        index = index.long().cpu()
+        images = images.detach().half().cpu()
+        for name, sel, rows in self._locate(index):
+            record = self._load(name)
+            record['images'][rows] = images[sel]
+            self._dirty.add(name)
 
     # Saved in checkpoints as part of the model's state dict.
     def get_extra_state(self) -> dict:
+        self.flush()  # the checkpoint's index must describe files that are up to date
         return {'batches': list(self._batches), 'next_id': self._next_id, 'root': self.root}
 
     def set_extra_state(self, state: dict) -> None:

@@ -73,6 +73,8 @@ class GenerativeInversionSynthesizer(PooledSynthesizer):
         pool (dict, optional): ``SyntheticDataPool`` config.
     """
 
+    method_name = 'CMI / Fast-DFKD'
+
     def __init__(self, generator: dict, num_classes: int = 10, batch_size: int = 256,
                  iterations: int = 5, lr_g: float = 1e-3, lr_z: float = 1e-3,
                  bn: dict | None = None, ce_weight: float = 1.0,

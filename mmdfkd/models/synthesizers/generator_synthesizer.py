@@ -45,6 +45,8 @@ class GeneratorSynthesizer(BaseSynthesizer):
         class_ce_weight (float): Weight of ``CE(T(G(z, y)), y)``; 0 disables it.
     """
 
+    method_name = 'DAFL / DFAD / ZSKT / CPSC-DFKD'
+
     TERMS = ('onehot', 'entropy', 'activation', 'bn', 'adversarial', 'ikd', 'contrastive')
 
     def __init__(self, generator: dict, batch_size: int = 256, onehot: dict | None = None,

@@ -42,6 +42,8 @@ class InversionSynthesizer(PooledSynthesizer):
         pool (dict, optional): ``SyntheticDataPool`` config; default settings when not given.
     """
 
+    method_name = 'DeepInversion'
+
     def __init__(self, image_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10,
                  batch_size: int = 256, iterations: int = 200, lr: float = 0.1,
                  bn: dict | None = None,

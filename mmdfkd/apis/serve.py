@@ -1,0 +1,59 @@
+"""An HTTP endpoint in front of a trained classifier (``tools/serve_teacher.py``).
+
+``POST /predict`` takes an ``.npy`` float32 batch ``(N, C, H, W)`` in the model's normalised
+input space and answers ``{"labels": [...]}`` (``output='top1'``) or ``{"probs": [[...]]}``;
+``GET /health`` describes the server and its query count. Requests carry an ``X-Request-ID``;
+a retried id is answered from a replay cache and counted once.
+"""
+import io
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from fastapi import FastAPI, HTTPException, Request
+
+
+def build_teacher_app(predict: Callable[[torch.Tensor], torch.Tensor], output: str,
+                      num_classes: int, replay_size: int = 4096) -> FastAPI:
+    """A FastAPI app answering with ``predict`` (images -> labels or probabilities).
+
+    Args:
+        predict: Batch predictor, e.g. :class:`mmdfkd.models.teachers.ClassifierSource`.
+        output: ``'top1'`` or ``'probs'`` (what ``predict`` returns).
+        num_classes: Reported by ``/health``.
+        replay_size: Answers kept for replay of retried request ids.
+    """
+    app = FastAPI(title='mmdfkd teacher')
+    key = 'labels' if output == 'top1' else 'probs'
+    state = {'queries': 0, 'requests': 0, 'replays': 0}
+    replay: OrderedDict[str, dict] = OrderedDict()
+
+    @app.get('/health')
+    def health() -> dict:
+        return dict(status='ok', output=output, num_classes=num_classes, **state)
+
+    @app.post('/predict')
+    async def predict_route(request: Request) -> dict:
+        request_id = request.headers.get('x-request-id')
+        if request_id and request_id in replay:
+            state['replays'] += 1
+            return replay[request_id]
+        try:
+            batch = np.load(io.BytesIO(await request.body()), allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise HTTPException(400, f'body must be an .npy array (N, C, H, W): {e}') from e
+        if batch.ndim != 4 or batch.dtype.kind != 'f':
+            raise HTTPException(400, f'expected a float array (N, C, H, W), got {batch.dtype} '
+                                f'{batch.shape}')
+        answer = predict(torch.from_numpy(batch.astype(np.float32)))
+        result = {key: answer.tolist()}
+        state['queries'] += int(batch.shape[0])
+        state['requests'] += 1
+        if request_id:
+            replay[request_id] = result
+            while len(replay) > replay_size:
+                replay.popitem(last=False)
+        return result
+
+    return app

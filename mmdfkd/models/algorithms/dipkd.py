@@ -1,0 +1,216 @@
+"""DIP-KD: distil a teacher that answers only with top-1 labels (Wang et al.)."""
+import torch
+import torch.nn.functional as F
+from mmengine.logging import MessageHub
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapperDict
+
+from mmdfkd.models.teachers import BaseTeacher, require_access
+from mmdfkd.models.utils import BatchAugment, classifier_logits_and_features, frozen_parameters
+from mmdfkd.registry import MODELS
+
+PHASES = ('synthesis', 'primer', 'contrast', 'distill')
+
+
+@MODELS.register_module()
+class DIPKD(BaseModel):
+    """Diverse image priors KD, in three config-selectable phases run one after another by
+    the ``DataFreeTrainLoop`` (``phase_iters`` gives each phase's iterations):
+
+    1. ``synthesis``: the synthesizer (``ImagePriorSynthesizer``) makes priors and buys their
+       top-1 labels from the teacher, one batch per iteration, into the data pool;
+    2. ``primer``: a primer student ``S0`` learns CE on the teacher's labels; then
+       ``contrast``: an instance discriminator and the pooled images are optimised with
+       InfoNCE on ``S0``'s features (the refined images keep their labels);
+    3. ``distill``: the student learns ``ce_weight * CE(S(x), T_top1(x)) +
+       primer_weight * L1(S(x), S0(x))`` on pooled images, and optionally the L1 term alone on
+       ``unlabelled_batch_size`` fresh priors per step (free: no teacher query).
+
+    A phase with 0 iterations is skipped (ablations); without the primer phase the L1 term
+    must be off. Later phases start only on a full pool: an iteration past the synthesis
+    phase with a pool short of ``num_images`` (a run stopped by its query budget, resumed
+    with a larger one) synthesises instead. The teacher is a wrapper (``HardLabelTeacher`` is
+    enough); its query count, cache hits and budget are logged and checkpointed.
+
+    Args:
+        teacher (dict): Teacher wrapper config (``HardLabelTeacher``, ``SoftLabelTeacher`` or
+            ``WhiteBoxTeacher``).
+        student (dict): mmpretrain classifier config of the student.
+        synthesizer (dict): ``ImagePriorSynthesizer`` config.
+        phase_iters (dict): Iterations of ``synthesis``, ``primer``, ``contrast``,
+            ``distill``; ``train_cfg.max_iters`` should be their sum.
+        primer (dict, optional): Primer classifier config (default: same as the student).
+        contrast (dict, optional): ``InstanceContrastRefiner`` config (needed when
+            ``phase_iters.contrast > 0``).
+        batch_size (int): Pooled images per primer/student/contrast step.
+        ce_weight (float): Weight of the CE on teacher labels in the distill phase.
+        primer_weight (float): Weight of the L1 to the primer's logits.
+        unlabelled_batch_size (int): Fresh priors per distill step for the L1 term only.
+        augment (list[dict], optional): torchvision ``transforms.v2`` applied per image to
+            pooled batches of the primer and student (label-preserving ones only).
+        data_preprocessor (dict, optional): Normalises real validation/test images.
+    """
+
+    def __init__(self, teacher: dict, student: dict, synthesizer: dict, phase_iters: dict,
+                 primer: dict | None = None, contrast: dict | None = None,
+                 batch_size: int = 100, ce_weight: float = 1.0, primer_weight: float = 1.0,
+                 unlabelled_batch_size: int = 0, augment: list[dict] | None = None,
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.synthesizer = MODELS.build(synthesizer)
+        teacher = MODELS.build(teacher)
+        if not isinstance(teacher, BaseTeacher):
+            raise TypeError('DIPKD: model.teacher must be a teacher wrapper, e.g. '
+                            "dict(type='HardLabelTeacher', num_classes=10, model=..., "
+                            f'checkpoint=...); got {type(teacher).__name__}.')
+        require_access(teacher, self.synthesizer.required_access, self.synthesizer.method_name)
+        self.teacher = teacher
+        self.student = MODELS.build(student)
+        unknown = set(phase_iters) - set(PHASES)
+        if unknown or any(int(v) < 0 for v in phase_iters.values()):
+            raise ValueError(f'model.phase_iters takes non-negative iterations for {PHASES}; '
+                             f'got {dict(phase_iters)}')
+        self.phase_iters = {p: int(phase_iters.get(p, 0)) for p in PHASES}
+        if self.phase_iters['synthesis'] == 0:
+            raise ValueError('model.phase_iters.synthesis must be > 0: every later phase '
+                             'trains on the labelled priors')
+        if primer_weight and not self.phase_iters['primer']:
+            raise ValueError('model.primer_weight needs a primer: set phase_iters.primer > 0, '
+                             'or primer_weight=0 to distil from the labels alone')
+        if self.phase_iters['contrast'] and not self.phase_iters['primer']:
+            raise ValueError('the contrast phase encodes images with the primer: set '
+                             'phase_iters.primer > 0, or phase_iters.contrast=0')
+        self.primer = MODELS.build(primer or student) if self.phase_iters['primer'] else None
+        self.contrast = None
+        if self.phase_iters['contrast']:
+            if contrast is None:
+                raise ValueError('model.phase_iters.contrast > 0 needs model.contrast='
+                                 "dict(type='InstanceContrastRefiner', ...)")
+            self.contrast = MODELS.build(contrast)
+            with torch.no_grad():
+                c, h, w = self.synthesizer.image_shape
+                _, feats = classifier_logits_and_features(self.primer, torch.zeros(2, c, h, w))
+            self.contrast.build(feats.size(1))
+        self.batch_size = batch_size
+        self.ce_weight, self.primer_weight = ce_weight, primer_weight
+        self.unlabelled_batch_size = unlabelled_batch_size
+        self.augment = BatchAugment(augment) if augment else None
+        self._schedule_checked = False
+
+    # ------------------------------------------------------------------ plumbing
+    def set_work_dir(self, work_dir: str) -> None:
+        self.synthesizer.set_work_dir(work_dir)
+
+    def phase_at(self, iteration: int) -> tuple[str, int]:
+        """The phase running at ``iteration`` and the iteration within it."""
+        start = 0
+        for phase in PHASES:
+            if iteration < start + self.phase_iters[phase]:
+                return phase, iteration - start
+            start += self.phase_iters[phase]
+        raise RuntimeError(f'iteration {iteration} is past the last phase (sum of '
+                           f'model.phase_iters = {start}); set train_cfg.max_iters={start}')
+
+    @property
+    def total_iters(self) -> int:
+        return sum(self.phase_iters.values())
+
+    def _check_schedule(self) -> None:
+        """Fail at the first iteration, not at the end, when the loop runs longer than the
+        phases (a shorter loop is allowed: time/query budgets end runs early anyway)."""
+        max_iters = MessageHub.get_current_instance().get_info('max_iters')
+        if max_iters is not None and max_iters > self.total_iters:
+            raise ValueError(f'train_cfg.max_iters={max_iters} is more than the sum of '
+                             f'model.phase_iters ({self.phase_iters} = {self.total_iters}); '
+                             f'set train_cfg.max_iters={self.total_iters}')
+        self._schedule_checked = True
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, data, optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
+        iteration = data.get('iteration', 0) if isinstance(data, dict) else 0
+        if not self._schedule_checked:
+            self._check_schedule()
+        phase, _ = self.phase_at(iteration)
+        if phase == 'synthesis' or not self.synthesizer.done:
+            # Later phases need the full pool; after a query-budget stop and a resume with a
+            # larger budget, the pool is topped up first.
+            log_vars = self.synthesizer.synthesize(self)
+        elif phase == 'primer':
+            log_vars = self.primer_step(optim_wrapper['primer'])
+        elif phase == 'contrast':
+            log_vars = self.contrast_step(optim_wrapper['contrast'])
+        else:
+            log_vars = self.student_step(optim_wrapper['student'])
+        log_vars = {k: v.detach() if torch.is_tensor(v) else torch.tensor(float(v))
+                    for k, v in log_vars.items()}
+        log_vars['phase'] = torch.tensor(float(PHASES.index(phase)))
+        log_vars['teacher_queries'] = self.teacher.queries.detach().float()
+        log_vars['teacher_cache_hits'] = self.teacher.cache_hits.detach().float()
+        return log_vars
+
+    def _labelled_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.synthesizer.sample_labelled(self.batch_size)
+        if self.augment is not None:
+            images = self.augment(images)
+        return images, labels
+
+    def primer_step(self, optim_wrapper) -> dict[str, torch.Tensor]:
+        """One CE step of the primer student on teacher-labelled priors."""
+        images, labels = self._labelled_batch()
+        loss = F.cross_entropy(self.primer(images, mode='tensor'), labels)
+        optim_wrapper.update_params(loss)
+        return {'primer.loss_ce': loss}
+
+    def contrast_step(self, optim_wrapper) -> dict[str, torch.Tensor]:
+        """Refine one pooled batch with InfoNCE on the primer's features; write it back."""
+        pool = self.synthesizer.pool
+        records = pool.gather(pool.sample_index(self.batch_size),
+                              device=self.synthesizer._device_probe.device)
+
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            return classifier_logits_and_features(self.primer, x)[1]
+
+        self.primer.eval()
+        with frozen_parameters(self.primer):
+            refined, loss = self.contrast.refine(encode, records['images'], optim_wrapper,
+                                                 self.synthesizer.pixel_range)
+        pool.update_images(records['index'], refined)
+        return {'contrast.loss_nce': torch.tensor(loss)}
+
+    def student_step(self, optim_wrapper) -> dict[str, torch.Tensor]:
+        """One distillation step: CE on teacher labels + L1 to the primer's logits."""
+        images, labels = self._labelled_batch()
+        losses = {}
+        logits = self.student(images, mode='tensor')
+        if self.ce_weight:
+            losses['loss_ce'] = self.ce_weight * F.cross_entropy(logits, labels)
+        if self.primer_weight:
+            self.primer.eval()
+            with torch.no_grad():
+                primer_logits = self.primer(images, mode='tensor')
+            losses['loss_l1'] = self.primer_weight * F.l1_loss(logits, primer_logits)
+            if self.unlabelled_batch_size:
+                fresh = self.synthesizer.generate(self.unlabelled_batch_size)
+                with torch.no_grad():
+                    fresh_primer = self.primer(fresh, mode='tensor')
+                losses['loss_l1_fresh'] = self.primer_weight * F.l1_loss(
+                    self.student(fresh, mode='tensor'), fresh_primer)
+        loss, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+        return {f'student.{k}': v for k, v in log_vars.items() if k != 'loss'}
+
+    # ------------------------------------------------------------------ evaluation
+    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):
+        """``'predict'``/``'tensor'`` run the student."""
+        if mode == 'loss':
+            raise RuntimeError('DIPKD trains through train_step (the DataFreeTrainLoop calls it)')
+        return self.student(inputs, data_samples, mode=mode)
+
+    def teacher_labels(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's top-1 labels (counted, cached)."""
+        return self.teacher.query_labels(images)
+
+    def init_weights(self) -> None:
+        for name, child in self.named_children():
+            if name != 'teacher' and hasattr(child, 'init_weights'):
+                child.init_weights()

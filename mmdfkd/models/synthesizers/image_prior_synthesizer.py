@@ -1,0 +1,134 @@
+"""DIP-KD's synthesis: diverse image priors labelled by a (black-box) teacher."""
+from typing import TYPE_CHECKING
+
+import torch
+from mmengine.optim import OptimWrapper
+
+from mmdfkd.models.utils.image_priors import diverse_priors, seeded
+from mmdfkd.registry import MODELS
+from .base import PooledSynthesizer
+
+if TYPE_CHECKING:
+    from mmdfkd.models.algorithms import DIPKD
+
+
+@MODELS.register_module()
+class ImagePriorSynthesizer(PooledSynthesizer):
+    """Make ``num_images`` diverse priors (:func:`diverse_priors`: hierarchical noise,
+    rotation/elastic/crop, semantic CutMix with priors or monochrome images), each labelled
+    by the teacher's top-1 answer (one query per image), into the shared data pool.
+
+    No teacher gradient is used, so a hard-label teacher is enough. Batch ``k`` is generated
+    under seed ``seed + k``: the same config makes the same images, and a resumed run
+    continues the sequence. :meth:`sample_labelled` draws class-balanced batches (every class
+    equally likely by its teacher label) so the classes the priors rarely hit still count.
+
+    Args:
+        image_shape (tuple): ``(C, H, W)``.
+        batch_size (int): Priors generated and labelled per :meth:`synthesize` call.
+        num_images (int): Pool size to reach (= teacher queries of this phase).
+        mean (list[float]): Teacher input normalisation (pixel scale 0-255), as in the
+            ``data_preprocessor``.
+        std (list[float]): Same, standard deviation.
+        hierarchical (bool): Multi-scale noise (``False``: plain uniform noise).
+        rotation (float): Max rotation in degrees.
+        elastic_alpha (float): Elastic displacement in pixels (0 = off).
+        elastic_sigma (float): Smoothness of the elastic field.
+        crop_scale (tuple, optional): ``RandomResizedCrop`` scale range (``None`` = off).
+        mix_prob (float): Fraction of priors semantically CutMixed with a partner.
+        monochrome_prob (float): Fraction of partners that are monochrome images.
+        mask_sigma (float): Blur of the CutMix mask iteration (larger = bigger blobs).
+        background_prob (float): Fraction of priors put on a dark background (second semantic
+            mix with a dark monochrome image; our addition, see :func:`diverse_priors`).
+        background_range (tuple): Intensity range of that background.
+        zoom_range (tuple, optional): Zoom-out factors (black margins); ``None`` = off.
+        aspect_sigma (float): Log-normal aspect-ratio jitter of the zoom.
+        shift (float): Random shift after the zoom (fraction of the half-size).
+        balanced (bool): Class-balanced :meth:`sample_labelled`.
+        seed (int): Base seed of the prior sequence.
+        pool (dict, optional): ``SyntheticDataPool`` config.
+    """
+
+    method_name = 'DIP-KD'
+    required_access = 'hard-label'
+
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 32, 32), batch_size: int = 500,
+                 num_images: int = 50000, mean: list[float] = (0., ), std: list[float] = (255., ),
+                 hierarchical: bool = True, rotation: float = 45.0, elastic_alpha: float = 3.0,
+                 elastic_sigma: float = 2.0, crop_scale: tuple[float, float] | None = (0.5, 1.0),
+                 mix_prob: float = 0.5, monochrome_prob: float = 0.5, mask_sigma: float = 1.5,
+                 background_prob: float = 0.0, background_range: tuple[float, float] = (0.0, 0.1),
+                 zoom_range: tuple[float, float] | None = None, aspect_sigma: float = 0.0,
+                 shift: float = 0.0, balanced: bool = True, seed: int = 0, pool: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
+        pool = pool or dict(type='SyntheticDataPool')
+        pool.setdefault('max_images', num_images)
+        super().__init__(pool=pool, init_cfg=init_cfg)
+        if len(image_shape) != 3:
+            raise ValueError(f'model.synthesizer.image_shape must be (C, H, W), got {image_shape}')
+        if not 0 <= mix_prob <= 1 or not 0 <= monochrome_prob <= 1:
+            raise ValueError('model.synthesizer.mix_prob and monochrome_prob must be in [0, 1]')
+        self.image_shape = tuple(image_shape)
+        self.batch_size, self.num_images = batch_size, num_images
+        self.prior_kwargs = dict(hierarchical=hierarchical, rotation=rotation,
+                                 elastic_alpha=elastic_alpha, elastic_sigma=elastic_sigma,
+                                 crop_scale=tuple(crop_scale) if crop_scale else None,
+                                 mix_prob=mix_prob, monochrome_prob=monochrome_prob,
+                                 mask_sigma=mask_sigma, background_prob=background_prob,
+                                 background_range=tuple(background_range),
+                                 zoom_range=tuple(zoom_range) if zoom_range else None,
+                                 aspect_sigma=aspect_sigma, shift=shift)
+        self.balanced, self.seed = balanced, seed
+        c = self.image_shape[0]
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float).view(1, -1, 1, 1)
+                             .expand(1, c, 1, 1).clone(), persistent=False)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float).view(1, -1, 1, 1)
+                             .expand(1, c, 1, 1).clone(), persistent=False)
+        self.register_buffer('batches_made', torch.zeros((), dtype=torch.long))
+
+    @property
+    def pixel_range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised values of pixels 0 and 255 (per channel)."""
+        return (0 - self.mean) / self.std, (255 - self.mean) / self.std
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``[0, 1]`` pixels -> the teacher's input space, rounded to float16 as the pool
+        stores them (so a pooled image asked again hits the teacher's cache)."""
+        images = (pixels.to(self.mean.device) * 255 - self.mean) / self.std
+        return images.half().float()
+
+    def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """``n`` priors in the teacher's input space; reproducible when ``seed`` is given."""
+        c, h, w = self.image_shape
+        if seed is None:
+            return self.normalise(diverse_priors(n, c, (h, w), **self.prior_kwargs))
+        with seeded(seed):
+            return self.normalise(diverse_priors(n, c, (h, w), **self.prior_kwargs))
+
+    @property
+    def done(self) -> bool:
+        return len(self.pool) >= self.num_images
+
+    def synthesize(self, algorithm: 'DIPKD',
+                   optim_wrapper: OptimWrapper | None = None) -> dict[str, torch.Tensor]:
+        """Generate the next batch of priors, buy their labels, add them to the pool."""
+        if not self.done:
+            n = min(self.batch_size, self.num_images - len(self.pool))
+            images = self.generate(n, seed=self.seed + int(self.batches_made))
+            labels = algorithm.teacher.query_labels(images)
+            self.pool.add(images, labels=labels)
+            self.batches_made += 1
+        return {'pool_size': torch.tensor(float(len(self.pool)))}
+
+    def class_counts(self, num_classes: int) -> torch.Tensor:
+        return torch.bincount(self.pool.labels(), minlength=num_classes)
+
+    @torch.no_grad()
+    def sample_labelled(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        records = self.pool.gather(self.pool.sample_index(batch_size, self.balanced),
+                                   device=self._device_probe.device)
+        return records['images'], records['labels']
+
+    @torch.no_grad()
+    def sample(self, batch_size: int) -> torch.Tensor:
+        return self.sample_labelled(batch_size)[0]

@@ -1,0 +1,114 @@
+"""Where a teacher's answers come from: a local mmpretrain model or any Python callable.
+
+A *source* maps a batch of images (``(N, C, H, W)`` float, the teacher's normalised input
+space) to what an access level allows: top-1 labels (``output='top1'``) or probabilities
+(``output='probs'``). Black-box wrappers hold their source outside the module tree, so the
+model inside never shows up in ``parameters()``, ``state_dict()``, hooks or checkpoints.
+"""
+import importlib
+import os.path as osp
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint
+from mmdfkd.registry import MODELS
+
+OUTPUTS = ('top1', 'probs')
+TEACHER_HINT = ('train one with `python tools/train.py configs/teachers/lenet5bn_fmnist.py '
+                '--work-dir work_dirs/teacher` and pass it with '
+                '`--cfg-options teacher_ckpt=work_dirs/teacher/epoch_N.pth`')
+
+
+def load_classifier_weights(model: nn.Module, checkpoint: str | None) -> nn.Module:
+    """Load a trained classifier's weights (from its own training run or from a data-free
+    run's checkpoint, whose ``teacher.`` part is taken) and freeze it in eval mode."""
+    if not checkpoint:
+        raise ValueError(f'teacher_ckpt (the teacher checkpoint) is not set: {TEACHER_HINT}.')
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f"teacher_ckpt '{checkpoint}' does not exist: "
+                                f'{TEACHER_HINT}.')
+    state = load_local_checkpoint(checkpoint, map_location='cpu')
+    state = state.get('state_dict', state)
+    for prefix in ('teacher.model.', 'teacher.'):
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            break
+    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def check_output(output: str) -> str:
+    if output not in OUTPUTS:
+        raise ValueError(f"teacher output must be one of {OUTPUTS}, got '{output}'")
+    return output
+
+
+class ClassifierSource:
+    """A trained mmpretrain classifier answering with labels or probabilities.
+
+    Deliberately not an ``nn.Module``: a wrapper holding it does not register the model.
+
+    Args:
+        model (dict | nn.Module): Classifier config (built in the registry) or module.
+        checkpoint (str, optional): Its trained weights (required with a config).
+        output (str): ``'top1'`` or ``'probs'``.
+        device (str): Where the model runs.
+    """
+
+    def __init__(self, model: dict | nn.Module, checkpoint: str | None, output: str = 'top1',
+                 device: str = 'cpu') -> None:
+        self.output = check_output(output)
+        if isinstance(model, dict):
+            model = load_classifier_weights(MODELS.build(model), checkpoint)
+        self._model = model.eval().to(device)
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self._model(images.to(self.device), mode='tensor')
+        out = logits.argmax(1) if self.output == 'top1' else logits.softmax(1)
+        return out.cpu()
+
+
+class CallableSource:
+    """Any Python callable (a scikit-learn ``predict``, an ONNX session wrapped in a function,
+    ...) taking a float32 ``numpy`` batch ``(N, C, H, W)`` and returning labels ``(N,)`` or
+    probabilities ``(N, C)`` as a list, ``numpy`` array or tensor.
+
+    Args:
+        fn (callable | str): The callable, or ``'package.module:function'``.
+        output (str): What it returns, ``'top1'`` or ``'probs'``.
+    """
+
+    def __init__(self, fn: Callable | str, output: str = 'top1') -> None:
+        self.output = check_output(output)
+        self.fn = resolve_callable(fn)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        answer = self.fn(images.detach().cpu().float().numpy())
+        answer = torch.as_tensor(np.asarray(answer))
+        return answer.long() if self.output == 'top1' else answer.float()
+
+
+def resolve_callable(fn: Callable | str) -> Callable:
+    """A callable, or one named ``'package.module:attribute'``."""
+    if callable(fn):
+        return fn
+    if not isinstance(fn, str) or ':' not in fn:
+        raise ValueError(f"model.teacher.callable must be a callable or 'package.module:name', "
+                         f'got {fn!r}')
+    module_name, _, attr = fn.partition(':')
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"model.teacher.callable '{fn}' cannot be imported: {e}") from e
+    if not callable(target):
+        raise ValueError(f"model.teacher.callable '{fn}' is not callable")
+    return target

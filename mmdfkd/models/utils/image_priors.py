@@ -1,0 +1,165 @@
+"""Image priors of DIP-KD (Wang et al.): diverse synthetic images made without any teacher
+gradient, for teachers that only answer with labels.
+
+All functions draw from torch's *global* RNG (torchvision's v2 transforms do too), so one
+``torch.manual_seed`` makes a whole batch reproducible; :func:`seeded` does that without
+disturbing the caller's RNG. Pixels are in ``[0, 1]``.
+"""
+import math
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+
+@contextmanager
+def seeded(seed: int):
+    """Run a block with torch's global RNG seeded, restoring the previous state after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def hierarchical_noise(n: int, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """Uniform noise drawn at scales ``2^d`` for ``d = 0..ceil(log2 max(H, W))``, each
+    upsampled (bilinear) to ``H x W`` and mixed with per-image ``softmax(N(0, 1))`` weights:
+    coarse blobs to fine grain in one image."""
+    h, w = size
+    depth = math.ceil(math.log2(max(h, w)))
+    weights = torch.randn(n, depth + 1).softmax(1)
+    out = torch.zeros(n, channels, h, w)
+    for d in range(depth + 1):
+        s = 2 ** d
+        noise = torch.rand(n, channels, min(s, h), min(s, w))
+        if noise.shape[-2:] != (h, w):
+            noise = F.interpolate(noise, size=(h, w), mode='bilinear', align_corners=False)
+        out += weights[:, d].view(n, 1, 1, 1) * noise
+    return out
+
+
+def semantic_mask(n: int, size: tuple[int, int], sigma: float = 1.5, tol: float = 1e-2,
+                  max_steps: int = 30) -> torch.Tensor:
+    """DIP-KD's semantic CutMix mask ``(N, 1, H, W)``: start from ``U(0, 1)`` noise and
+    iterate *blur, then sharpen* with ``f(m) = 2m^2`` (``m < 0.5``) / ``1 - 2(m - 1)^2``
+    until the mean update is below ``tol``: smooth, nearly binary blobs."""
+    mask = torch.rand(n, 1, *size)
+    kernel = 2 * math.ceil(2 * sigma) + 1
+    for _ in range(max_steps):
+        blurred = TF.gaussian_blur(mask, [kernel, kernel], [sigma, sigma])
+        sharpened = torch.where(blurred < 0.5, 2 * blurred ** 2, 1 - 2 * (blurred - 1) ** 2)
+        delta = (sharpened - mask).abs().mean()
+        mask = sharpened
+        if delta < tol:
+            break
+    return mask
+
+
+def monochrome(n: int, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """Flat images of one random intensity per channel."""
+    return torch.rand(n, channels, 1, 1).expand(n, channels, *size).clone()
+
+
+def random_rotation(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate every image by its own angle in ``[-degrees, degrees]`` (bilinear, zero fill);
+    one batched ``grid_sample`` instead of a per-image torchvision call."""
+    n = images.size(0)
+    angle = (torch.rand(n) * 2 - 1) * math.radians(degrees)
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1),
+                         torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode='bilinear', padding_mode='zeros',
+                         align_corners=False)
+
+
+def elastic(images: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+    """Elastic distortion with a per-image displacement field (torchvision's
+    ``ElasticTransform`` recipe: uniform ``[-1, 1]`` field, Gaussian-blurred with ``sigma``,
+    scaled by ``alpha`` pixels), batched."""
+    n, _, h, w = images.shape
+    field = torch.rand(n, 2, h, w) * 2 - 1
+    kernel = int(8 * sigma + 1) | 1
+    field = TF.gaussian_blur(field, [kernel, kernel], [sigma, sigma])
+    field = field * alpha / torch.tensor([w, h]).view(1, 2, 1, 1)
+    identity = F.affine_grid(torch.eye(2, 3).expand(n, 2, 3), [n, 1, h, w],
+                             align_corners=False)
+    grid = identity + field.permute(0, 2, 3, 1)
+    return F.grid_sample(images, grid, mode='bilinear', padding_mode='border',
+                         align_corners=False)
+
+
+def random_zoom(images: torch.Tensor, zoom_range: tuple[float, float], aspect_sigma: float = 0.0,
+                shift: float = 0.0) -> torch.Tensor:
+    """Shrink every image by its own factor in ``zoom_range`` (a centred object with black
+    margins), stretch it by a log-normal aspect ratio (``aspect_sigma``), shift it by up to
+    ``shift`` of the half-size; black fill, one batched ``grid_sample``."""
+    n = images.size(0)
+    lo, hi = zoom_range
+    scale = lo + (hi - lo) * torch.rand(n)
+    sx = scale * torch.exp(torch.randn(n) * aspect_sigma)
+    sy = scale * torch.exp(torch.randn(n) * aspect_sigma)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = 1 / sx, 1 / sy
+    theta[:, :, 2] = (torch.rand(n, 2) * 2 - 1) * shift
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode='bilinear', padding_mode='zeros',
+                         align_corners=False)
+
+
+def random_resized_crop(images: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
+    """torchvision's ``RandomResizedCrop`` per image, back to the input size."""
+    crop = v2.RandomResizedCrop(tuple(images.shape[-2:]), scale=tuple(scale), antialias=True)
+    return torch.stack([crop(img) for img in images])
+
+
+def diverse_priors(n: int, channels: int, size: tuple[int, int], hierarchical: bool = True,
+                   rotation: float = 0.0, elastic_alpha: float = 0.0,
+                   elastic_sigma: float = 4.0, crop_scale: tuple[float, float] | None = None,
+                   mix_prob: float = 0.5, monochrome_prob: float = 0.5,
+                   mask_sigma: float = 1.5, background_prob: float = 0.0,
+                   background_range: tuple[float, float] = (0.0, 0.1),
+                   zoom_range: tuple[float, float] | None = None, aspect_sigma: float = 0.0,
+                   shift: float = 0.0) -> torch.Tensor:
+    """A batch of DIP-KD priors in ``[0, 1]``.
+
+    1. hierarchical noise (plain ``U(0, 1)`` pixels with ``hierarchical=False``: the
+       "naive KD on noise" baseline);
+    2. per-image nonlinear transforms: rotation in ``[-rotation, rotation]`` degrees, elastic
+       distortion (``elastic_alpha`` pixels, 0 = off), random resized crop (``crop_scale``);
+    3. with probability ``mix_prob`` an image is semantically CutMixed with another prior or,
+       with probability ``monochrome_prob`` of those, with a monochrome image;
+    4. (our addition, off by default) with probability ``background_prob`` a second semantic
+       mix with a dark monochrome image (intensity in ``background_range``), then a zoom-out
+       (``zoom_range``), aspect jitter and shift with black fill: blob-shaped objects on a
+       dark background, the layout of centred-object datasets such as Fashion-MNIST.
+    """
+    images = (hierarchical_noise(n, channels, size) if hierarchical else
+              torch.rand(n, channels, *size))
+    if rotation > 0:
+        images = random_rotation(images, rotation)
+    if elastic_alpha > 0:
+        images = elastic(images, elastic_alpha, elastic_sigma)
+    if crop_scale is not None:
+        images = random_resized_crop(images, crop_scale)
+    if mix_prob > 0:
+        mixed = torch.rand(n) < mix_prob
+        if mixed.any():
+            k = int(mixed.sum())
+            partners = images[torch.randperm(n)[:k]]
+            flat = torch.rand(k) < monochrome_prob
+            partners[flat] = monochrome(int(flat.sum()), channels, size)
+            mask = semantic_mask(k, size, sigma=mask_sigma)
+            images[mixed] = mask * images[mixed] + (1 - mask) * partners
+    if background_prob > 0:
+        dark = torch.rand(n) < background_prob
+        if dark.any():
+            k = int(dark.sum())
+            lo, hi = background_range
+            level = (lo + (hi - lo) * torch.rand(k, 1, 1, 1)).expand(k, channels, 1, 1)
+            mask = semantic_mask(k, size, sigma=mask_sigma)
+            images[dark] = mask * images[dark] + (1 - mask) * level
+    if zoom_range is not None:
+        images = random_zoom(images, zoom_range, aspect_sigma, shift)
+    return images.clamp(0, 1)

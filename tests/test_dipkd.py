@@ -1,0 +1,214 @@
+"""DIP-KD: image priors, the three phases on the runner, budget stop + exact resume."""
+import os.path as osp
+
+import pytest
+import torch
+
+from mmdfkd.apis import build_runner
+from mmdfkd.apis.synthesize import build_from_checkpoint, export_image_folder
+from mmdfkd.models.utils.image_priors import (diverse_priors, hierarchical_noise,
+                                              semantic_mask, seeded)
+from mmdfkd.registry import MODELS
+
+from .conftest import config_path, needs_fmnist, small_eval_options
+from .runner_utils import last_checkpoint
+
+CONFIG = 'dipkd/dipkd_lenet5_lenet5_fmnist.py'
+LENET5 = dict(type='ImageClassifier',
+              backbone=dict(type='LeNet', in_channels=1, width=1.0, with_bn=False),
+              head=dict(type='LinearClsHead', num_classes=10, in_channels=84))
+
+
+@pytest.fixture(scope='module')
+def lenet5_ckpt(tmp_path_factory) -> str:
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdfkd')
+    torch.manual_seed(1)
+    path = str(tmp_path_factory.mktemp('lenet5') / 'lenet5.pth')
+    torch.save({'state_dict': MODELS.build(LENET5).state_dict()}, path)
+    return path
+
+
+def test_priors_are_deterministic_under_a_seed_and_in_range():
+    kwargs = dict(rotation=45, elastic_alpha=3.0, crop_scale=(0.5, 1.0), mix_prob=0.5)
+    with seeded(7):
+        a = diverse_priors(32, 1, (32, 32), **kwargs)
+    outside = torch.rand(3)  # the caller's RNG is left alone by seeded()
+    with seeded(7):
+        b = diverse_priors(32, 1, (32, 32), **kwargs)
+    with seeded(8):
+        c = diverse_priors(32, 1, (32, 32), **kwargs)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1 and a.shape == (32, 1, 32, 32)
+    torch.manual_seed(0)
+    ref = torch.rand(3)
+    torch.manual_seed(0)
+    with seeded(7):
+        diverse_priors(4, 1, (32, 32))
+    assert torch.equal(torch.rand(3), ref)
+    del outside
+
+
+def test_hierarchical_noise_and_semantic_mask():
+    with seeded(0):
+        noise = hierarchical_noise(64, 1, (32, 32))
+        mask = semantic_mask(64, (32, 32))
+    assert noise.min() >= 0 and noise.max() <= 1
+    # Coarse scales make neighbouring pixels correlated, unlike plain uniform noise.
+    def neighbour_corr(x):
+        return torch.corrcoef(torch.stack([x[..., :-1].flatten(), x[..., 1:].flatten()]))[0, 1]
+    assert neighbour_corr(noise) > 0.5 > neighbour_corr(torch.rand(64, 1, 32, 32)) + 0.4
+    # The blur/sharpen iteration converges to nearly binary blobs covering both sides.
+    assert ((mask < 0.1) | (mask > 0.9)).float().mean() > 0.6
+    assert 0.2 < mask.mean() < 0.8
+
+
+def datafree_cfg(config: str, work_dir: str, teacher_ckpt: str, max_iters: int,
+                 resume: bool = False, **options):
+    import uuid
+
+    from mmdfkd.apis import load_config
+    opts = dict(small_eval_options(), teacher_ckpt=teacher_ckpt)
+    opts.update({'train_cfg.max_iters': max_iters, 'train_cfg.val_interval': max_iters,
+                 'default_hooks.logger.interval': 1,
+                 'default_hooks.checkpoint.interval': max_iters})
+    opts.update(options)
+    cfg = load_config(config_path(*config.split('/')), cfg_options=opts, work_dir=work_dir,
+                      resume='auto' if resume else None)
+    cfg.experiment_name = f'test_{uuid.uuid4().hex[:12]}'
+    return cfg
+
+
+def _small(budget: int, **extra) -> dict:
+    opts = {'model.synthesizer.num_images': 60, 'model.synthesizer.batch_size': 20,
+            'model.teacher.query_budget': budget, 'model.batch_size': 16,
+            'model.phase_iters': dict(synthesis=3, primer=2, contrast=1, distill=2),
+            'param_scheduler.primer.begin': 3, 'param_scheduler.primer.end': 5,
+            'param_scheduler.primer.T_max': 2, 'param_scheduler.student.begin': 6,
+            'param_scheduler.student.end': 8, 'param_scheduler.student.T_max': 2,
+            'custom_hooks': [dict(type='SyntheticVisualizationHook', interval=3,
+                                  num_samples=20)]}
+    opts.update(extra)
+    return opts
+
+
+@needs_fmnist
+def test_dipkd_budget_stop_then_resume_keeps_the_exact_count(lenet5_ckpt, tmp_path):
+    work = str(tmp_path / 'run')
+    # Budget 40 < 60 priors: the third synthesis batch is refused and training stops cleanly.
+    runner = build_runner(datafree_cfg(CONFIG, work, lenet5_ckpt, max_iters=8,
+                                       **_small(budget=40)))
+    runner.train()
+    model = runner.model
+    assert int(model.teacher.queries) == 40 and len(model.synthesizer.pool) == 40
+    assert runner.iter == 3
+    ckpt = last_checkpoint(work)
+    assert osp.basename(ckpt) == 'iter_3.pth'
+    state = torch.load(ckpt, weights_only=False)['state_dict']
+    assert int(state['teacher.queries']) == 40
+    # No teacher weight is ever written to a checkpoint.
+    assert not any(k.startswith('teacher.') and v.is_floating_point()
+                   for k, v in state.items() if torch.is_tensor(v))
+    log = open(next(iter(__import__('glob').glob(f'{work}/*/*.log')))).read()
+    assert 'teacher query budget reached: 40 of 40 images spent' in log
+
+    # Resume with a larger budget: the count continues exactly, the prior sequence too.
+    resumed = build_runner(datafree_cfg(CONFIG, work, lenet5_ckpt, max_iters=8, resume=True,
+                                        **_small(budget=60)))
+    resumed.train()
+    model = resumed.model
+    assert int(model.teacher.queries) == 60 and len(model.synthesizer.pool) == 60
+    assert resumed.iter == 8
+
+    # Same config without the interruption: same pool, same count.
+    straight = build_runner(datafree_cfg(CONFIG, str(tmp_path / 'straight'), lenet5_ckpt,
+                                         max_iters=3, **_small(budget=60)))
+    straight.train()
+    assert int(straight.model.teacher.queries) == 60
+    order = torch.arange(60)
+    assert torch.equal(straight.model.synthesizer.pool.gather(order)['labels'],
+                       model.synthesizer.pool.gather(order)['labels'])
+
+    # Export the (contrast-refined) pool without asking the teacher anything.
+    rebuilt = build_from_checkpoint(config_path(*CONFIG.split('/')), last_checkpoint(work),
+                                    {'teacher_ckpt': lenet5_ckpt,
+                                     **{k: v for k, v in _small(60).items()
+                                        if k.startswith('model.')}})
+    counts = export_image_folder(rebuilt, str(tmp_path / 'export'),
+                                 [str(i) for i in range(10)])
+    assert sum(counts.values()) == 60 and int(rebuilt.teacher.queries) == 60
+    from mmpretrain.datasets import CustomDataset
+    assert len(CustomDataset(data_root=str(tmp_path / 'export'), pipeline=[])) == 60
+
+
+@needs_fmnist
+@pytest.mark.parametrize('ablation', [
+    {},  # all phases
+    {'model.phase_iters': dict(synthesis=3, primer=2, contrast=0, distill=3)},
+    {'model.phase_iters': dict(synthesis=3, primer=0, contrast=0, distill=5),
+     'model.primer_weight': 0, 'model.synthesizer.hierarchical': False,
+     'model.synthesizer.rotation': 0, 'model.synthesizer.elastic_alpha': 0,
+     'model.synthesizer.crop_scale': None, 'model.synthesizer.mix_prob': 0},  # naive KD
+])
+def test_dipkd_phases_train_and_switch_off(ablation, lenet5_ckpt, tmp_path):
+    opts = _small(budget=60, **ablation)
+    if 'model.phase_iters' in ablation and ablation['model.phase_iters']['primer'] == 0:
+        opts.update({'param_scheduler.primer.begin': 0, 'param_scheduler.primer.end': 1})
+    runner = build_runner(datafree_cfg(CONFIG, str(tmp_path), lenet5_ckpt, max_iters=8,
+                                       **opts))
+    student_before = {k: v.clone() for k, v in runner.model.student.state_dict().items()}
+    runner.train()
+    model = runner.model
+    assert int(model.teacher.queries) == 60
+    assert any(not torch.equal(v, model.student.state_dict()[k])
+               for k, v in student_before.items()), 'the student must have been trained'
+    assert (model.primer is None) == (model.phase_iters['primer'] == 0)
+    assert (model.contrast is None) == (model.phase_iters['contrast'] == 0)
+
+
+def test_dipkd_config_errors(lenet5_ckpt):
+    base = dict(type='DIPKD', student=LENET5,
+                teacher=dict(type='HardLabelTeacher', num_classes=10, model=LENET5,
+                             checkpoint=lenet5_ckpt),
+                synthesizer=dict(type='ImagePriorSynthesizer', num_images=10, batch_size=5),
+                phase_iters=dict(synthesis=2, primer=1, distill=1))
+    with pytest.raises(ValueError, match='primer_weight needs a primer'):
+        MODELS.build(dict(base, phase_iters=dict(synthesis=2, distill=1)))
+    with pytest.raises(ValueError, match='needs model.contrast'):
+        MODELS.build(dict(base, phase_iters=dict(synthesis=2, primer=1, contrast=1)))
+    with pytest.raises(TypeError, match='must be a teacher wrapper'):
+        MODELS.build(dict(base, teacher=LENET5))
+    model = MODELS.build(base)
+    assert model.phase_at(0) == ('synthesis', 0) and model.phase_at(3) == ('distill', 0)
+    with pytest.raises(RuntimeError, match='set train_cfg.max_iters=4'):
+        model.phase_at(4)
+
+
+@needs_fmnist
+def test_dipkd_loop_longer_than_phases_fails_at_once(lenet5_ckpt, tmp_path):
+    runner = build_runner(datafree_cfg(CONFIG, str(tmp_path), lenet5_ckpt, max_iters=9,
+                                       **_small(budget=60)))
+    with pytest.raises(ValueError, match='set train_cfg.max_iters=8'):
+        runner.train()
+    assert int(runner.model.teacher.queries) == 0
+
+
+@pytest.mark.parametrize('name', ['dipkd_lenet5_lenet5_fmnist', 'dipkd_10k_lenet5_lenet5_fmnist',
+                                  'dipkd_25k_lenet5_lenet5_fmnist',
+                                  'dipkd_100k_lenet5_lenet5_fmnist',
+                                  'naive_kd_noise_lenet5_lenet5_fmnist'])
+def test_every_dipkd_config_is_consistent_and_builds(name, lenet5_ckpt):
+    from mmengine.config import Config
+    cfg = Config.fromfile(config_path('dipkd', f'{name}.py'))
+    phases = cfg.model.phase_iters
+    assert sum(phases.values()) == cfg.train_cfg.max_iters
+    synth = cfg.model.synthesizer
+    assert phases['synthesis'] * synth.batch_size >= synth.num_images
+    assert cfg.model.teacher.query_budget == synth.num_images
+    for name_, sched in cfg.param_scheduler.items():
+        if isinstance(sched, dict):
+            assert sched['end'] <= cfg.train_cfg.max_iters, name_
+    model_cfg = cfg.model.to_dict()
+    model_cfg['teacher']['checkpoint'] = lenet5_ckpt
+    model = MODELS.build(model_cfg)
+    assert model.total_iters == cfg.train_cfg.max_iters

@@ -1,0 +1,123 @@
+"""The remote path against a real server (tools/serve_teacher.py in a subprocess)."""
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from mmdfkd.models.teachers import HardLabelTeacher, TeacherUnavailableError
+from mmdfkd.registry import MODELS
+
+from .conftest import LENET5BN, ROOT, config_path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``tools/serve_teacher.py`` as a child process."""
+
+    def __init__(self, checkpoint: str, port: int) -> None:
+        self.cmd = [sys.executable, f'{ROOT}/tools/serve_teacher.py',
+                    config_path('teachers', 'lenet5bn_fmnist.py'), checkpoint,
+                    '--port', str(port)]
+        self.url = f'http://127.0.0.1:{port}'
+        self.proc = None
+
+    def start(self, wait: bool = True) -> 'Server':
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if httpx.get(f'{self.url}/health', timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise RuntimeError('teacher server did not start')
+
+    def health(self) -> dict:
+        return httpx.get(f'{self.url}/health', timeout=5).json()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def server(teacher_ckpt):
+    srv = Server(teacher_ckpt, _free_port()).start()
+    yield srv
+    srv.stop()
+
+
+def _images(n: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def _local_labels(teacher_ckpt: str, images: torch.Tensor) -> torch.Tensor:
+    model = MODELS.build(LENET5BN)
+    model.load_state_dict(torch.load(teacher_ckpt, weights_only=False)['state_dict'])
+    with torch.no_grad():
+        return model.eval()(images, mode='tensor').argmax(1)
+
+
+def test_client_survives_server_restart_without_losing_or_double_counting(server,
+                                                                          teacher_ckpt):
+    teacher = HardLabelTeacher(num_classes=10, url=server.url,
+                               remote=dict(batch_size=16, backoff_s=0.5, max_retries=10))
+    first = _images(40, seed=0)
+    assert torch.equal(teacher(first), _local_labels(teacher_ckpt, first))
+    assert int(teacher.queries) == 40
+    assert server.health()['queries'] == 40 and server.health()['requests'] == 3  # 16+16+8
+
+    # The server goes down mid-run and comes back while the client retries.
+    server.stop()
+    restart = threading.Timer(1.0, server.start, kwargs=dict(wait=False))
+    restart.start()
+    second = _images(40, seed=1)
+    labels = teacher(second)
+    restart.join()
+    client = teacher._HardLabelTeacher__source
+    assert client.retries > 0, 'the client should have retried while the server was down'
+    assert torch.equal(labels, _local_labels(teacher_ckpt, second))
+    assert int(teacher.queries) == 80  # every image once, none lost, none twice
+    assert server.health()['queries'] == 40  # the new server saw the second 40 once each
+    # Cached images are not bought again.
+    teacher(first)
+    assert int(teacher.queries) == 80 and int(teacher.cache_hits) == 40
+
+
+def test_retried_request_id_is_answered_once(server):
+    buffer = __import__('io').BytesIO()
+    np.save(buffer, _images(5, seed=2).numpy())
+    headers = {'X-Request-ID': 'same-id'}
+    a = httpx.post(f'{server.url}/predict', content=buffer.getvalue(), headers=headers).json()
+    b = httpx.post(f'{server.url}/predict', content=buffer.getvalue(), headers=headers).json()
+    assert a == b and len(a['labels']) == 5 and 'probs' not in a
+    health = server.health()
+    assert health['queries'] == 5 and health['replays'] == 1
+    bad = httpx.post(f'{server.url}/predict', content=b'not an array')
+    assert bad.status_code == 400
+
+
+def test_clear_error_when_the_server_stays_down():
+    teacher = HardLabelTeacher(num_classes=10, url=f'http://127.0.0.1:{_free_port()}',
+                               remote=dict(max_retries=2, backoff_s=0.05))
+    with pytest.raises(TeacherUnavailableError, match='after 3 attempts.*serve_teacher.py'):
+        teacher(_images(2, seed=3))
+    assert int(teacher.queries) == 0

@@ -1,0 +1,159 @@
+"""Teacher wrappers: access levels, no leakage from black boxes, query accounting."""
+import numpy as np
+import pytest
+import torch
+
+from mmdfkd.models.teachers import (HardLabelTeacher, QueryBudgetExceeded, SoftLabelTeacher,
+                                    TeacherAccessError, WhiteBoxTeacher)
+from mmdfkd.registry import MODELS
+
+from .conftest import LENET5BN, LENET5HALF
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def _reference_logits(teacher_ckpt: str, images: torch.Tensor) -> torch.Tensor:
+    model = MODELS.build(LENET5BN)
+    model.load_state_dict(torch.load(teacher_ckpt, weights_only=False)['state_dict'])
+    with torch.no_grad():
+        return model.eval()(images, mode='tensor')
+
+
+def _all_tensors(obj):
+    if torch.is_tensor(obj):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _all_tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _all_tensors(v)
+
+
+def test_hard_label_teacher_leaks_nothing_but_the_top1(teacher_ckpt):
+    teacher = HardLabelTeacher(num_classes=10, model=LENET5BN, checkpoint=teacher_ckpt)
+    images = _images(16).requires_grad_(True)
+    hooked = []
+    teacher.register_forward_hook(lambda m, i, o: hooked.append(o))
+    labels = teacher(images)
+    # The answer: integer labels, no autograd history, equal to the model's argmax.
+    assert labels.dtype == torch.long and labels.shape == (16, )
+    assert labels.grad_fn is None and not labels.requires_grad
+    assert torch.equal(labels, _reference_logits(teacher_ckpt, images.detach()).argmax(1))
+    # No gradient path back to the images.
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(labels.float().sum(), images)
+    assert images.grad is None
+    # No weights, submodules, hook points or float tensors reachable through the module API.
+    assert list(teacher.parameters()) == []
+    assert [n for n, _ in teacher.named_modules()] == ['']
+    state = teacher.state_dict()
+    assert set(state) == {'queries', 'cache_hits', '_extra_state'}
+    assert not any(t.is_floating_point() for t in _all_tensors(state))
+    # Hooks on the wrapper see exactly what the caller sees.
+    assert len(hooked) == 1 and torch.equal(hooked[0], labels)
+    assert 'conv' not in repr(teacher).lower()
+    # Probabilities are refused.
+    with pytest.raises(TeacherAccessError, match='needs a soft-label teacher; got hard-label'):
+        teacher.query_probs(images)
+
+
+def test_soft_label_teacher_gives_probabilities_without_autograd(teacher_ckpt):
+    teacher = SoftLabelTeacher(num_classes=10, model=LENET5BN, checkpoint=teacher_ckpt)
+    images = _images(8).requires_grad_(True)
+    probs = teacher(images)
+    assert probs.shape == (8, 10) and probs.grad_fn is None
+    assert torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
+    ref = _reference_logits(teacher_ckpt, images.detach()).softmax(1)
+    assert torch.allclose(probs, ref, atol=1e-6)
+    assert list(teacher.parameters()) == []
+    assert torch.equal(teacher.query_labels(images), ref.argmax(1))
+
+
+def test_budget_and_cache_count_every_image_exactly_once(teacher_ckpt):
+    teacher = HardLabelTeacher(num_classes=10, model=LENET5BN, checkpoint=teacher_ckpt,
+                               query_budget=10)
+    a, b = _images(6, seed=1), _images(5, seed=2)
+    first = teacher.query_labels(a)
+    assert int(teacher.queries) == 6 and int(teacher.cache_hits) == 0
+    assert torch.equal(teacher.query_labels(a), first)  # served from the cache
+    assert int(teacher.queries) == 6 and int(teacher.cache_hits) == 6
+    with pytest.raises(QueryBudgetExceeded, match='6 of 10 images spent, this batch needs 5'):
+        teacher.query_labels(b)
+    assert int(teacher.queries) == 6, 'a refused batch must not be counted'
+    # Duplicates within a batch are bought once; cached images cost nothing.
+    teacher.query_labels(torch.cat([b[:4], b[:4], a]))
+    assert int(teacher.queries) == 10 and int(teacher.cache_hits) == 6 + 4 + 6
+    assert teacher.remaining_budget == 0
+
+    # The count, hits and cache survive a checkpoint round trip.
+    restored = HardLabelTeacher(num_classes=10, model=LENET5BN, checkpoint=teacher_ckpt,
+                                query_budget=10)
+    restored.load_state_dict(teacher.state_dict())
+    assert int(restored.queries) == 10 and int(restored.cache_hits) == 16
+    assert torch.equal(restored.query_labels(a), first)  # no budget left, cache answers
+    assert int(restored.queries) == 10
+
+
+def _threshold_labels(batch: np.ndarray) -> np.ndarray:
+    """A plain numpy 'model': class = bucket of the image mean."""
+    return np.clip(((batch.mean(axis=(1, 2, 3)) + 1) * 5).astype(int), 0, 9)
+
+
+def test_callable_teachers_sklearn_and_import_path():
+    from sklearn.linear_model import LogisticRegression
+    train = _images(200, seed=3)
+    targets = np.arange(200) % 3
+    clf = LogisticRegression(max_iter=200).fit(train.flatten(1).numpy(), targets)
+    teacher = HardLabelTeacher(num_classes=10,
+                               callable=lambda x: clf.predict(x.reshape(len(x), -1)))
+    test = _images(20, seed=4)
+    assert torch.equal(teacher(test),
+                       torch.as_tensor(clf.predict(test.flatten(1).numpy())).long())
+    by_path = HardLabelTeacher(num_classes=10, callable='tests.test_teachers:_threshold_labels')
+    assert torch.equal(by_path(test), torch.as_tensor(_threshold_labels(test.numpy())))
+    # scikit-learn probabilities through the soft-label wrapper
+    soft = SoftLabelTeacher(num_classes=3, callable=lambda x: clf.predict_proba(
+        x.reshape(len(x), -1)))
+    assert soft(test).shape == (20, 3)
+
+
+def test_bad_teacher_configs_and_answers_are_clear():
+    with pytest.raises(ValueError, match='exactly one of `model`'):
+        HardLabelTeacher(num_classes=10)
+    with pytest.raises(ValueError, match='cannot be imported'):
+        HardLabelTeacher(num_classes=10, callable='no_such_module:f')
+    with pytest.raises(ValueError, match='query_budget'):
+        HardLabelTeacher(num_classes=10, callable=_threshold_labels, query_budget=0)
+    short = HardLabelTeacher(num_classes=10, callable=lambda x: [0])
+    with pytest.raises(ValueError, match='expected 4 integer class labels'):
+        short(_images(4))
+    out_of_range = HardLabelTeacher(num_classes=3, callable=_threshold_labels)
+    with pytest.raises(ValueError, match='outside'):
+        out_of_range(torch.full((4, 1, 32, 32), 2.0))
+
+
+def test_methods_refuse_teachers_with_too_little_access(teacher_ckpt):
+    hard = dict(type='HardLabelTeacher', num_classes=10, model=LENET5BN,
+                checkpoint=teacher_ckpt)
+    model = dict(type='DataFreeDistiller', teacher=hard, student=LENET5HALF,
+                 teacher_ckpt=None, distill_loss=dict(type='KLDivergenceLoss'),
+                 synthesizer=dict(type='InversionSynthesizer', image_shape=(1, 32, 32),
+                                  num_classes=10, batch_size=4, iterations=1))
+    with pytest.raises(TeacherAccessError,
+                       match='DeepInversion needs a white-box teacher; got hard-label'):
+        MODELS.build(model)
+    soft = dict(hard, type='SoftLabelTeacher')
+    with pytest.raises(TeacherAccessError, match='needs a white-box teacher; got soft-label'):
+        MODELS.build(dict(model, teacher=soft))
+    # The white-box wrapper gives the model itself.
+    white = dict(type='WhiteBoxTeacher', num_classes=10, model=LENET5BN,
+                 checkpoint=teacher_ckpt)
+    distiller = MODELS.build(dict(model, teacher=white))
+    images = _images(4)
+    with torch.no_grad():
+        assert torch.allclose(distiller.teacher(images, mode='tensor'),
+                              _reference_logits(teacher_ckpt, images))
+    assert isinstance(MODELS.build(white), WhiteBoxTeacher)

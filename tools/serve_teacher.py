@@ -1,0 +1,49 @@
+"""Serve a trained mmpretrain classifier as a top-1 (or probability) HTTP endpoint.
+
+    python tools/serve_teacher.py configs/teachers/lenet5_fmnist.py \\
+        work_dirs/teachers/lenet5_fmnist/epoch_15.pth --port 8000 [--output probs]
+
+A data-free run then reaches it with
+``model.teacher=dict(type='HardLabelTeacher', num_classes=10, url='http://127.0.0.1:8000')``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import uvicorn  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+
+import mmdfkd  # noqa: E402,F401
+from mmdfkd.apis.serve import build_teacher_app  # noqa: E402
+from mmdfkd.models.teachers import ClassifierSource  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description='Serve a classifier as a teacher endpoint')
+    parser.add_argument('config', help='the classifier config (e.g. a configs/teachers file)')
+    parser.add_argument('checkpoint', help='its trained weights')
+    parser.add_argument('--host', default='127.0.0.1')
+    parser.add_argument('--port', type=int, default=8000)
+    parser.add_argument('--output', choices=['top1', 'probs'], default='top1',
+                        help='answer with the top-1 label (default) or probabilities')
+    parser.add_argument('--device', default='cpu')
+    args = parser.parse_args()
+    cfg = Config.fromfile(args.config)
+    init_default_scope(cfg.get('default_scope', 'mmdfkd'))
+    model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
+    num_classes = model_cfg.get('head', {}).get('num_classes')
+    if num_classes is None:
+        raise SystemExit(f'{args.config}: model.head.num_classes is not set')
+    source = ClassifierSource(model_cfg, args.checkpoint, output=args.output,
+                              device=args.device)
+    app = build_teacher_app(source, args.output, num_classes)
+    print(f'serving {args.checkpoint} ({args.output}) on http://{args.host}:{args.port}',
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level='warning')
+
+
+if __name__ == '__main__':
+    main()
