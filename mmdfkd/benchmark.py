@@ -61,6 +61,12 @@ SUITES: dict[str, Suite] = {
                 'configs/dipkd/dipkd_100k_lenet5_lenet5_fmnist.py'),
             Row('dipkd-50k-remote', 'hard-label (HTTP)', DIPKD_FMNIST, serve=True),
         )),
+    # DiffDFKD on CPU: a small DDPM trained on sklearn digits (tools/train_ddpm.py) steered by
+    # the LeNet-5-BN teacher of the fmnist suite.
+    'fmnist-diffusion': Suite(
+        teacher_config='configs/teachers/lenet5bn_fmnist.py',
+        rows=(Row('diffdfkd', 'white-box',
+                  'configs/diffdfkd/diffdfkd_lenet5bn_lenet5half_fmnist.py'), )),
 }
 
 
@@ -107,6 +113,9 @@ def read_run_result(work_dir: str, mark_s: float | None = None) -> dict:
         queries = weights.get('teacher_queries', weights.get('teacher.queries'))
         if queries is not None:
             result['teacher_queries'] = int(queries)
+        pool = weights.get('synthesizer.pool._extra_state')
+        if isinstance(pool, dict) and pool.get('batches'):
+            result['pool_images'] = int(sum(n for _, n in pool['batches']))
     return result
 
 
@@ -139,15 +148,20 @@ def format_markdown(suite: str, rows: list[dict], commands: str | list[str]) -> 
     def fmt(value, spec: str) -> str:
         return '-' if value is None else format(value, spec)
 
+    # Pool-based rows of the diffusion suite also report synthesis throughput.
+    with_rate = any(r.get('images_per_s') is not None for r in rows)
+    rate_head, rate_rule = (' synthetic img/s |', '---|') if with_rate else ('', '')
     lines += ['',
              f'| method | access | teacher acc (%) | student acc (%) | {mark_title} | wall (s) '
-             '| teacher queries | peak RSS (MB) |', '|---|---|---|---|---|---|---|---|']
+             f'| teacher queries | peak RSS (MB) |{rate_head}',
+             f'|---|---|---|---|---|---|---|---|{rate_rule}']
     for r in rows:
+        rate = f" {fmt(r.get('images_per_s'), '.2f')} |" if with_rate else ''
         lines.append(f"| {r['method']} | {r['access']} | {fmt(r.get('teacher_acc'), '.2f')} | "
                      f"{fmt(r.get('student_acc'), '.2f')} | "
                      f"{fmt(r.get('student_acc_at_mark'), '.2f')} | "
                      f"{fmt(r.get('wall_s'), '.0f')} | {r.get('teacher_queries', '-')} | "
-                     f"{fmt(r.get('peak_rss_mb'), '.0f')} |")
+                     f"{fmt(r.get('peak_rss_mb'), '.0f')} |{rate}")
     return '\n'.join(lines) + '\n'
 
 

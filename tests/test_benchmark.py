@@ -82,3 +82,29 @@ def test_fields_only_merge_keeps_the_other_columns(tmp_path):
     assert rows['dfad'] == dict(method='dfad', student_acc=70.0, wall_s=800.0,
                                 student_acc_at_mark=55.0, acc_at_s=180.0)
     assert rows['dafl']['student_acc_at_mark'] == 40.0
+
+
+def test_blackbox_and_diffusion_suites_point_at_real_configs():
+    bb = {r.method: r for r in SUITES['fmnist-blackbox'].rows}
+    assert {'naive-kd-noise', 'dipkd-50k', 'dipkd-100k', 'dipkd-50k-remote'} <= set(bb)
+    assert bb['dipkd-50k-remote'].serve and not bb['dipkd-50k'].serve
+    assert all(r.access.startswith('hard-label') for r in bb.values())
+    assert SUITES['fmnist-blackbox'].teacher_config == 'configs/teachers/lenet5_fmnist.py'
+    for suite in ('fmnist-blackbox', 'fmnist-diffusion'):
+        for r in SUITES[suite].rows:
+            assert osp.isfile(osp.join(ROOT, r.config)), r.config
+    rows = [dict(method='diffdfkd', access='white-box', student_acc=60.0, images_per_s=4.5)]
+    table = format_markdown('fmnist-diffusion', rows, 'cmd')
+    assert 'synthetic img/s' in table and '4.50' in table
+
+
+def test_query_count_of_wrapped_teachers_is_read_from_checkpoints(tmp_path):
+    from mmdfkd.benchmark import read_run_result
+    import torch
+    ckpt = tmp_path / 'iter_1.pth'
+    torch.save({'state_dict': {'teacher.queries': torch.tensor(50000),
+                               'synthesizer.pool._extra_state': {
+                                   'batches': [('a', 500), ('b', 500)]}}}, ckpt)
+    (tmp_path / 'last_checkpoint').write_text(str(ckpt))
+    result = read_run_result(str(tmp_path))
+    assert result['teacher_queries'] == 50000 and result['pool_images'] == 1000

@@ -133,6 +133,9 @@ def main() -> None:
                              teacher_queries=result.get('teacher_queries', 0),
                              peak_rss_mb=round(run['peak_rss_mb'], 1), command=run['command'],
                              **at_mark))
+            if args.suite == 'fmnist-diffusion' and result.get('pool_images'):
+                # End-to-end synthesis throughput: pooled images over the whole run's wall time.
+                rows[-1]['images_per_s'] = round(result['pool_images'] / run['wall_s'], 3)
         print(f"[benchmark] {row.method}: {result.get('accuracy', float('nan')):.2f}% in "
               f"{run['wall_s']:.0f}s; {at_mark['student_acc_at_mark']}% at "
               f'{args.acc_at_s:g}s', flush=True)

@@ -8,6 +8,7 @@ from torch import nn
 
 from mmdfkd.models.utils import (BatchAugment, ModuleOutputRecorder, classifier_logits_and_features,
                                  frozen_parameters)
+from mmdfkd.models.losses.cam import cam_forward
 from mmdfkd.models.teachers import BaseTeacher, load_classifier_weights, require_access
 from mmdfkd.registry import MODELS
 
@@ -38,6 +39,9 @@ class DataFreeDistiller(BaseModel):
         pseudo_label_loss (dict, optional): Loss of the student's logits against the labels the
             synthesizer generated the images for, e.g. mmpretrain's ``CrossEntropyLoss``
             (needs a synthesizer whose ``sample_labelled`` returns labels).
+        cam_loss (dict, optional): ``CAMConsistencyLoss`` between the two models' class
+            activation maps (DiffDFKD); needs CNN classifiers with a final conv map and a
+            linear head (checked when built).
         feature_loss (dict, optional): Student-vs-teacher feature loss such as
             ``AttentionTransferLoss``; needs ``feature_layers``.
         feature_layers (dict, optional): ``dict(student=[names], teacher=[names])`` of the
@@ -57,7 +61,7 @@ class DataFreeDistiller(BaseModel):
 
     def __init__(self, teacher: dict, student: dict, synthesizer: dict,
                  teacher_ckpt: str | None, distill_loss: dict | list[dict],
-                 pseudo_label_loss: dict | None = None,
+                 pseudo_label_loss: dict | None = None, cam_loss: dict | None = None,
                  feature_loss: dict | None = None, feature_layers: dict | None = None,
                  synthesizer_steps: int = 1, student_steps: int = 1,
                  student_batch_size: int | None = None, warmup_iters: int = 0,
@@ -80,6 +84,14 @@ class DataFreeDistiller(BaseModel):
                              if isinstance(distill_loss, (list, tuple)) else
                              MODELS.build(distill_loss))
         self.pseudo_label_loss = MODELS.build(pseudo_label_loss) if pseudo_label_loss else None
+        self.cam_loss = MODELS.build(cam_loss) if cam_loss else None
+        if self.cam_loss is not None:
+            probe = torch.zeros(1, *getattr(self.synthesizer, 'image_shape', (3, 32, 32)))
+            with torch.no_grad():
+                for model in (self.teacher, self.student):
+                    was_training = model.training
+                    cam_forward(model.eval(), probe)  # raises a clear error for e.g. LeNet
+                    model.train(was_training)
         self.feature_loss = MODELS.build(feature_loss) if feature_loss else None
         self._feature_recorders = None
         if self.feature_loss is not None:
@@ -190,9 +202,15 @@ class DataFreeDistiller(BaseModel):
         self._synth_images += images.size(0)
         if self.student_augment is not None:
             images = self.student_augment(images)
-        with torch.no_grad():
-            t_logits, _ = self.teacher_forward(images)
-        s_logits = self.student(images, mode='tensor')
+        if self.cam_loss is not None:
+            with torch.no_grad():
+                self.teacher_queries += images.size(0)
+                t_logits, t_map = cam_forward(self.teacher, images)
+            s_logits, s_map = cam_forward(unwrap(self.student), images)
+        else:
+            with torch.no_grad():
+                t_logits, _ = self.teacher_forward(images)
+            s_logits = self.student(images, mode='tensor')
         if isinstance(self.distill_loss, nn.ModuleList):
             losses = {f'loss_kd{i}': loss(s_logits, t_logits)
                       for i, loss in enumerate(self.distill_loss)}
@@ -200,6 +218,9 @@ class DataFreeDistiller(BaseModel):
             losses = {'loss_kd': self.distill_loss(s_logits, t_logits)}
         if self.pseudo_label_loss is not None:
             losses['loss_pseudo_ce'] = self.pseudo_label_loss(s_logits, labels)
+        if self.cam_loss is not None:
+            losses['loss_cam'] = self.cam_loss(s_map, t_map, unwrap(self.student).head.fc,
+                                               self.teacher.head.fc, t_logits.argmax(1))
         if self.feature_loss is not None:
             s_feats, t_feats = (r.outputs() for r in self._feature_recorders)
             losses['loss_feat'] = self.feature_loss(s_feats, t_feats)

@@ -1,5 +1,6 @@
 from .attention import AttentionTransferLoss, spatial_attention
 from .bn_statistics import BNStatisticsLoss
+from .cam import CAMConsistencyLoss, cam_forward, class_activation_map
 from .contrastive import (InstanceContrastiveLoss, SupConLoss, info_nce, instance_channel_means,
                           supervised_contrastive)
 from .image_prior import TotalVariationLoss
@@ -12,5 +13,6 @@ __all__ = [
     'l1_logit_distance', 'OneHotLoss', 'InformationEntropyLoss', 'ActivationLoss',
     'BNStatisticsLoss', 'AttentionTransferLoss', 'spatial_attention', 'TotalVariationLoss',
     'InstanceContrastiveLoss', 'info_nce', 'instance_channel_means',
-    'SupConLoss', 'supervised_contrastive', 'MSELogitLoss', 'mse_logit_distance'
+    'SupConLoss', 'supervised_contrastive', 'MSELogitLoss', 'mse_logit_distance',
+    'CAMConsistencyLoss', 'cam_forward', 'class_activation_map'
 ]

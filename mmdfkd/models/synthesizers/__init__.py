@@ -6,9 +6,10 @@ from .generative_inversion_synthesizer import GenerativeInversionSynthesizer
 from .inversion_synthesizer import InversionSynthesizer
 from .image_prior_synthesizer import ImagePriorSynthesizer
 from .contrastive_refiner import InstanceContrastRefiner
+from .diffusion_synthesizer import DiffusionSynthesizer
 
 __all__ = [
     'BaseSynthesizer', 'PooledSynthesizer', 'GenerativeInversionSynthesizer', 'DCGANGenerator',
     'GeneratorSynthesizer', 'InversionSynthesizer', 'SyntheticDataPool',
-    'ImagePriorSynthesizer', 'InstanceContrastRefiner'
+    'ImagePriorSynthesizer', 'InstanceContrastRefiner', 'DiffusionSynthesizer'
 ]
