@@ -16,7 +16,7 @@ model = dict(
         batch_size=64,
         num_inference_steps=10,
         scheduler='DDIMScheduler',
-        guidance_lr=0.5,
+        guidance_lr=0.15,  # per-step move in units of the latent's RMS (normalize_grad)
         bn=dict(type='BNStatisticsLoss', loss_weight=1.0),
         ce_weight=1.0,
         adversarial=dict(type='AdversarialDisagreementLoss', divergence='kl', tau=3.0,

@@ -69,6 +69,8 @@ class DiffusionSynthesizer(PooledSynthesizer):
         batch_size (int): Images per synthesised batch.
         num_inference_steps (int): Denoising steps per batch.
         guidance_lr (float): Step size of the per-step teacher-guidance update of ``z_t``.
+        normalize_grad (bool): Scale each sample's guidance gradient to unit RMS first, so
+            ``guidance_lr`` is in units of the latent's scale.
         bn (dict, optional): ``BNStatisticsLoss`` config (``alpha``); ``None`` = off.
         ce_weight (float): ``beta``.
         adversarial (dict, optional): ``AdversarialDisagreementLoss`` config (``gamma``).
@@ -97,7 +99,8 @@ class DiffusionSynthesizer(PooledSynthesizer):
                  cutmix_area: tuple[float, float] = (0.25, 0.5), repair_steps: int = 1,
                  resolution: int | None = None, class_names: list[str] | None = None,
                  prompt_template: str = 'a photo of a {}', guidance_scale: float = 7.5,
-                 scheduler: str | None = None, dtype: str = 'float32',
+                 normalize_grad: bool = True, scheduler: str | None = None,
+                 dtype: str = 'float32',
                  attention_slicing: bool = False, pool: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         super().__init__(pool=pool, init_cfg=init_cfg)
@@ -111,6 +114,7 @@ class DiffusionSynthesizer(PooledSynthesizer):
         self.image_shape, self.num_classes = tuple(image_shape), num_classes
         self.batch_size, self.num_inference_steps = batch_size, num_inference_steps
         self.guidance_lr, self.ce_weight = guidance_lr, ce_weight
+        self.normalize_grad = normalize_grad
         self.cutmix_every, self.cutmix_area = cutmix_every, tuple(cutmix_area)
         self.repair_steps = repair_steps
         self.guidance_scale, self.prompt_template = guidance_scale, prompt_template
@@ -246,6 +250,11 @@ class DiffusionSynthesizer(PooledSynthesizer):
         x0 = (z - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
         losses = self.guidance_loss(distiller, self._decode(x0), targets)
         grad, = torch.autograd.grad(sum(losses.values()), z)
+        if self.normalize_grad:
+            # Unit RMS per sample: guidance_lr is then a step in units of the latent's noise
+            # scale, whatever the size of the teacher's gradient (it varies by orders).
+            rms = grad.float().flatten(1).pow(2).mean(1).sqrt().clamp(min=1e-12)
+            grad = grad / rms.view(-1, *([1] * (grad.dim() - 1))).to(grad.dtype)
         z = (z - self.guidance_lr * grad.to(z.dtype)).detach()
         return z, eps.detach(), {k: v.detach() for k, v in losses.items()}
 
