@@ -38,6 +38,8 @@ SUITES: dict[str, Suite] = {
             Row('zskt', 'white-box', 'configs/zskt/zskt_lenet5bn_lenet5half_fmnist.py'),
             Row('deepinversion', 'white-box',
                 'configs/deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py'),
+            Row('deepinversion-priors', 'white-box',
+                'configs/deepinversion/deepinversion_priors_lenet5bn_lenet5half_fmnist.py'),
             Row('cmi', 'white-box', 'configs/cmi/cmi_lenet5bn_lenet5half_fmnist.py'),
             Row('fast_dfkd', 'white-box',
                 'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py'),

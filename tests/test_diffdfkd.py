@@ -30,6 +30,53 @@ def tiny_pipeline(tmp_path_factory) -> str:
     return path
 
 
+FMNIST_CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt',
+                  'sneaker', 'bag', 'boot']
+
+
+@pytest.fixture(scope='module')
+def tiny_sd_pipeline(tmp_path_factory) -> str:
+    """A randomly initialised Stable-Diffusion-layout folder (unet, vae, text_encoder,
+    tokenizer, scheduler) with a hand-made CLIP vocabulary: one token per printable ASCII
+    character, no merges (nothing downloaded)."""
+    import json
+
+    from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionPipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    root = tmp_path_factory.mktemp('sd')
+    chars = [chr(i) for i in range(33, 127)]  # CLIP's byte encoder maps these to themselves
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + '</w>': len(chars) + i for i, c in enumerate(chars)})
+    bos, eos = len(vocab), len(vocab) + 1
+    vocab.update({'<|startoftext|>': bos, '<|endoftext|>': eos})
+    (root / 'vocab.json').write_text(json.dumps(vocab))
+    (root / 'merges.txt').write_text('#version: 0.2\n')
+    torch.manual_seed(0)
+    tokenizer = CLIPTokenizer(str(root / 'vocab.json'), str(root / 'merges.txt'),
+                              model_max_length=24)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=24, projection_dim=16,
+        bos_token_id=bos, eos_token_id=eos, pad_token_id=eos))
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(16, 32), down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'),
+        up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'), cross_attention_dim=16,
+        attention_head_dim=4, norm_num_groups=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
+                        block_out_channels=(8, 16), down_block_types=('DownEncoderBlock2D',) * 2,
+                        up_block_types=('UpDecoderBlock2D',) * 2, norm_num_groups=8,
+                        sample_size=16)
+    path = str(root / 'pipeline')
+    StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=DDIMScheduler(num_train_timesteps=100, clip_sample=False, steps_offset=1),
+        safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False).save_pretrained(path)
+    return path
+
+
 def _synth(path: str, teacher_ckpt: str, **kw):
     from mmdfkd.models.algorithms import DataFreeDistiller
     synth = dict(type='DiffusionSynthesizer', pipeline_path=path, image_shape=(1, 32, 32),
@@ -76,6 +123,56 @@ def test_one_guided_step_lowers_the_teacher_ce(tiny_pipeline, teacher_ckpt):
     assert z_new.shape == z.shape and z_new.dtype == z.dtype and eps.shape == z.shape
     assert torch.isclose(losses['loss_ce'], before, atol=1e-5)
     assert ce(z_new) < before - 1e-3, 'one guidance step must lower the teacher CE'
+
+
+def test_latent_pipeline_prompts_guidance_and_synthesis(tiny_sd_pipeline, teacher_ckpt,
+                                                        tmp_path):
+    """The Stable-Diffusion layout end to end on a tiny random model: class prompts condition
+    the UNet, the default resolution is the latent size times the VAE factor, one guided step
+    through the VAE decoder lowers the teacher CE, CutMix + repair run with prompts."""
+    distiller = _synth(tiny_sd_pipeline, teacher_ckpt, class_names=FMNIST_CLASSES,
+                       prompt_template='a photo of a {}', guidance_scale=3.0, bn=None,
+                       guidance_lr=0.5)
+    synth = distiller.synthesizer
+    assert synth.kind == 'latent' and synth.vae_scale_factor == 2 and synth.resolution == 16
+    z = synth._initial_noise(3)
+    assert z.shape == (3, 4, 8, 8)
+    text = synth._prompt_embeddings(torch.tensor([6, 0, 6]))
+    # conditional embeddings for the three prompts, then three unconditional ones
+    assert text.shape == (6, 24, 16)
+    assert torch.allclose(text[0], text[2]) and not torch.allclose(text[0], text[1])
+    assert torch.allclose(text[3], text[5])
+    synth.scheduler.set_timesteps(4)
+    t = synth.scheduler.timesteps[-1]
+    eps_shirt = synth._predict_noise(z, t, text)
+    eps_tshirt = synth._predict_noise(z, t, synth._prompt_embeddings(torch.tensor([0, 0, 0])))
+    assert not torch.allclose(eps_shirt[0], eps_tshirt[0])  # the prompt conditions the UNet
+    assert torch.allclose(eps_shirt[1], eps_tshirt[1])
+
+    targets = torch.tensor([6, 0, 6])
+
+    def ce(latent):
+        with torch.no_grad():
+            eps = synth._predict_noise(latent, t, text)
+            ab = synth.scheduler.alphas_cumprod[t]
+            x0 = (latent - (1 - ab).sqrt() * eps) / ab.sqrt()
+            return F.cross_entropy(distiller.teacher(synth._decode(x0), mode='tensor'),
+                                   targets)
+
+    before = ce(z)
+    z_new, _, losses = synth.guided_step(distiller, z, t, targets, text)
+    assert torch.isclose(losses['loss_ce'], before, atol=1e-5)
+    assert ce(z_new) < before - 1e-3, 'a guided step through the VAE must lower the CE'
+
+    full = _synth(tiny_sd_pipeline, teacher_ckpt, class_names=FMNIST_CLASSES, cutmix_every=1,
+                  repair_steps=1, num_inference_steps=3)
+    full.set_work_dir(str(tmp_path))
+    out = full.synthesizer.synthesize(full)
+    images, logits = full.synthesizer.pool.sample(4)
+    assert images.shape == (4, 1, 32, 32) and logits.shape == (4, 10)
+    assert torch.isfinite(out['loss_ce']) and torch.isfinite(images).all()
+    assert not any(k.split('.')[1] in ('unet', 'vae', 'text_encoder')
+                   for k in full.state_dict() if k.startswith('synthesizer.'))
 
 
 def test_latent_cutmix_mixes_the_right_regions():
@@ -173,22 +270,20 @@ def test_fmnist_config_trains_and_resumes_with_its_pool(tiny_pipeline, teacher_c
     assert last_checkpoint(work).endswith('iter_3.pth')
 
 
-def test_cifar_config_trains_an_iteration_with_cam_loss(tmp_path):
-    """The CIFAR-10 recipe (ResNet-34 -> ResNet-18, KL T=30 + CAM consistency) with a tiny
-    3-channel pixel pipeline in place of Stable Diffusion (none on this machine)."""
-    from diffusers import DDPMPipeline, DDPMScheduler
+def test_cifar_config_trains_an_iteration_with_cam_loss(tiny_sd_pipeline, tmp_path):
+    """The CIFAR-10 recipe (Stable-Diffusion layout with class prompts, ResNet-34 ->
+    ResNet-18, KL T=30 + CAM consistency) with a tiny random SD-layout model in place of
+    Stable Diffusion v1.5 (not on this machine)."""
     from mmengine.config import Config
 
     from mmdfkd.apis import load_config
-    path = str(tmp_path / 'ddpm_rgb')
-    DDPMPipeline(unet=build_unet(size=16, channels=3, width=8),
-                 scheduler=DDPMScheduler(num_train_timesteps=50)).save_pretrained(path)
+    path = tiny_sd_pipeline
     config = 'configs/diffdfkd/diffdfkd_resnet34_resnet18_cifar10.py'
     cfg = Config.fromfile(config)
     ckpt = str(tmp_path / 'teacher.pth')
     torch.save({'state_dict': MODELS.build(cfg.model.teacher).state_dict()}, ckpt)
     opts = {'teacher_ckpt': ckpt, 'train_cfg.max_iters': 1, 'train_cfg.val_interval': 1,
-            'model.synthesizer.pipeline_path': path, 'model.synthesizer.resolution': None,
+            'model.synthesizer.pipeline_path': path, 'model.synthesizer.resolution': 32,
             'model.synthesizer.dtype': 'float32', 'model.synthesizer.batch_size': 2,
             'model.synthesizer.num_inference_steps': 2, 'model.student_steps': 1,
             'model.student_batch_size': 2, 'model.warmup_iters': 0,

@@ -11,6 +11,7 @@ from .conftest import config_path, needs_fmnist
 from .runner_utils import datafree_cfg, last_checkpoint
 
 POOL_CONFIGS = ['deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py',
+                'deepinversion/deepinversion_priors_lenet5bn_lenet5half_fmnist.py',
                 'cmi/cmi_lenet5bn_lenet5half_fmnist.py',
                 'fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py']
 SMALL = {'model.synthesizer.iterations': 3, 'model.synthesizer.batch_size': 20,
@@ -75,3 +76,41 @@ def test_pool_method_trains_resumes_with_pool_and_exports(config, teacher_ckpt, 
         info = ds.get_data_info(i)
         folder = osp.basename(osp.dirname(info['img_path']))
         assert int(folder.split('_')[0]) == info['gt_label']  # folder order == class index
+
+
+FMNIST_PRIORS = dict(type='ImagePriorGenerator', image_shape=(1, 32, 32), mean=[72.94],
+                     std=[90.0], hierarchical=True, rotation=45.0, elastic_alpha=3.0,
+                     elastic_sigma=2.0, background_prob=1.0, zoom_range=(0.6, 0.8))
+
+
+def test_deepinversion_starts_from_image_priors(teacher_ckpt, tmp_path):
+    """``init`` replaces the Gaussian start by image priors: with a zero learning rate the
+    pooled images are the priors themselves (exact black margins from the zoom-out), never
+    noise; a shape mismatch or an unknown prior option is refused."""
+    from mmdfkd.models.algorithms import DataFreeDistiller
+
+    from .conftest import LENET5BN, LENET5HALF
+    black = (0 - 72.94) / 90.0
+
+    def run(init):
+        synth = dict(type='InversionSynthesizer', image_shape=(1, 32, 32), num_classes=10,
+                     batch_size=8, iterations=1, lr=0.0, init=init)
+        distiller = DataFreeDistiller(teacher=LENET5BN, student=LENET5HALF,
+                                      synthesizer=synth, teacher_ckpt=teacher_ckpt,
+                                      distill_loss=dict(type='KLDivergenceLoss'))
+        distiller.set_work_dir(str(tmp_path / str(init is None)))
+        distiller.synthesizer.synthesize(distiller, None)
+        images, _ = distiller.synthesizer.pool.sample(8)
+        return images
+
+    priors = run(FMNIST_PRIORS)
+    # zoom-out <= 0.8 leaves black rows at the top and bottom of every prior
+    assert torch.allclose(priors[:, :, 0, :], torch.full_like(priors[:, :, 0, :], black),
+                          atol=1e-2)
+    assert priors.min() >= black - 1e-2 and priors.max() <= (255 - 72.94) / 90 + 1e-2
+    noise = run(None)
+    assert (noise[:, :, 0, :] - black).abs().min() > 0  # Gaussian start: no exact black
+    with pytest.raises(ValueError, match='init.image_shape'):
+        run(dict(FMNIST_PRIORS, image_shape=(3, 32, 32)))
+    with pytest.raises(TypeError, match="unknown prior option.*'rotaton'"):
+        run(dict(FMNIST_PRIORS, rotaton=10.0))

@@ -77,7 +77,8 @@ class DiffusionSynthesizer(PooledSynthesizer):
         cutmix_every (int): Latent CutMix every k steps (0 = off).
         cutmix_area (tuple): Range of the pasted box's area fraction.
         repair_steps (int): Inpainting passes over the seam after each CutMix.
-        resolution (int, optional): Sampling resolution (default: the UNet's sample size).
+        resolution (int, optional): Sampling resolution in pixels (default: the UNet's sample
+            size, times the VAE's downscale factor for latent pipelines).
         class_names (list[str], optional): For prompts (latent pipelines).
         prompt_template (str): Prompt per class.
         guidance_scale (float): Classifier-free guidance scale (latent pipelines).
@@ -134,7 +135,9 @@ class DiffusionSynthesizer(PooledSynthesizer):
                              .expand(1, c, 1, 1).clone(), persistent=False)
         self._load(scheduler, attention_slicing)
         size = self.unet.config.sample_size
-        self.resolution = resolution or (size if isinstance(size, int) else size[0])
+        size = size if isinstance(size, int) else size[0]
+        # A latent UNet's sample_size counts latent cells (64 for Stable Diffusion at 512 px).
+        self.resolution = resolution or size * self.vae_scale_factor
 
     # ------------------------------------------------------------------ pipeline
     def _load(self, scheduler: str | None, attention_slicing: bool) -> None:
@@ -174,6 +177,13 @@ class DiffusionSynthesizer(PooledSynthesizer):
     @property
     def unet(self) -> nn.Module:
         return self._frozen['unet']
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell (1 for pixel-space pipelines)."""
+        if self.kind == 'pixel':
+            return 1
+        return 2 ** (len(self._frozen['vae'].config.block_out_channels) - 1)
 
     def _apply(self, fn, recurse=True):
         # Move the frozen diffusion parts with the synthesizer (they are not submodules).
@@ -216,9 +226,7 @@ class DiffusionSynthesizer(PooledSynthesizer):
 
     def _initial_noise(self, n: int) -> torch.Tensor:
         channels = self.unet.config.in_channels
-        size = self.resolution
-        if self.kind == 'latent':
-            size = size // (2 ** (len(self._frozen['vae'].config.block_out_channels) - 1))
+        size = self.resolution // self.vae_scale_factor
         noise = torch.randn(n, channels, size, size, device=self._device_probe.device)
         return (noise * self.scheduler.init_noise_sigma).to(self.dtype)
 

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 import torch
 from mmengine.optim import OptimWrapper
 
-from mmdfkd.models.utils.image_priors import diverse_priors, seeded
+from mmdfkd.models.utils.image_priors import ImagePriorGenerator
 from mmdfkd.registry import MODELS
 from .base import PooledSynthesizer
 
@@ -64,46 +64,30 @@ class ImagePriorSynthesizer(PooledSynthesizer):
         pool = pool or dict(type='SyntheticDataPool')
         pool.setdefault('max_images', num_images)
         super().__init__(pool=pool, init_cfg=init_cfg)
-        if len(image_shape) != 3:
-            raise ValueError(f'model.synthesizer.image_shape must be (C, H, W), got {image_shape}')
         if not 0 <= mix_prob <= 1 or not 0 <= monochrome_prob <= 1:
             raise ValueError('model.synthesizer.mix_prob and monochrome_prob must be in [0, 1]')
+        if len(image_shape) != 3:
+            raise ValueError(f'model.synthesizer.image_shape must be (C, H, W), got {image_shape}')
         self.image_shape = tuple(image_shape)
         self.batch_size, self.num_images = batch_size, num_images
-        self.prior_kwargs = dict(hierarchical=hierarchical, rotation=rotation,
-                                 elastic_alpha=elastic_alpha, elastic_sigma=elastic_sigma,
-                                 crop_scale=tuple(crop_scale) if crop_scale else None,
-                                 mix_prob=mix_prob, monochrome_prob=monochrome_prob,
-                                 mask_sigma=mask_sigma, background_prob=background_prob,
-                                 background_range=tuple(background_range),
-                                 zoom_range=tuple(zoom_range) if zoom_range else None,
-                                 aspect_sigma=aspect_sigma, shift=shift)
+        self.priors = ImagePriorGenerator(
+            image_shape, mean, std, hierarchical=hierarchical, rotation=rotation,
+            elastic_alpha=elastic_alpha, elastic_sigma=elastic_sigma,
+            crop_scale=crop_scale, mix_prob=mix_prob,
+            monochrome_prob=monochrome_prob, mask_sigma=mask_sigma,
+            background_prob=background_prob, background_range=background_range,
+            zoom_range=zoom_range, aspect_sigma=aspect_sigma, shift=shift)
         self.balanced, self.seed = balanced, seed
-        c = self.image_shape[0]
-        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float).view(1, -1, 1, 1)
-                             .expand(1, c, 1, 1).clone(), persistent=False)
-        self.register_buffer('std', torch.tensor(std, dtype=torch.float).view(1, -1, 1, 1)
-                             .expand(1, c, 1, 1).clone(), persistent=False)
         self.register_buffer('batches_made', torch.zeros((), dtype=torch.long))
 
     @property
     def pixel_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised values of pixels 0 and 255 (per channel)."""
-        return (0 - self.mean) / self.std, (255 - self.mean) / self.std
-
-    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``[0, 1]`` pixels -> the teacher's input space, rounded to float16 as the pool
-        stores them (so a pooled image asked again hits the teacher's cache)."""
-        images = (pixels.to(self.mean.device) * 255 - self.mean) / self.std
-        return images.half().float()
+        return self.priors.pixel_range
 
     def generate(self, n: int, seed: int | None = None) -> torch.Tensor:
         """``n`` priors in the teacher's input space; reproducible when ``seed`` is given."""
-        c, h, w = self.image_shape
-        if seed is None:
-            return self.normalise(diverse_priors(n, c, (h, w), **self.prior_kwargs))
-        with seeded(seed):
-            return self.normalise(diverse_priors(n, c, (h, w), **self.prior_kwargs))
+        return self.priors(n, seed)
 
     @property
     def done(self) -> bool:

@@ -5,13 +5,17 @@ All functions draw from torch's *global* RNG (torchvision's v2 transforms do too
 ``torch.manual_seed`` makes a whole batch reproducible; :func:`seeded` does that without
 disturbing the caller's RNG. Pixels are in ``[0, 1]``.
 """
+import inspect
 import math
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
+
+from mmdfkd.registry import MODELS
 
 
 @contextmanager
@@ -163,3 +167,59 @@ def diverse_priors(n: int, channels: int, size: tuple[int, int], hierarchical: b
     if zoom_range is not None:
         images = random_zoom(images, zoom_range, aspect_sigma, shift)
     return images.clamp(0, 1)
+
+
+@MODELS.register_module()
+class ImagePriorGenerator(nn.Module):
+    """:func:`diverse_priors` in a teacher's normalised input space.
+
+    Shared by DIP-KD's :class:`ImagePriorSynthesizer` (priors labelled as they are) and
+    DeepInversion's optional ``init`` (priors as starting points of the pixel optimisation,
+    instead of Gaussian noise).
+
+    Args:
+        image_shape (tuple): ``(C, H, W)``.
+        mean (list[float]): Teacher input normalisation (pixel scale 0-255), as in the
+            ``data_preprocessor``.
+        std (list[float]): Same, standard deviation.
+        **prior_kwargs: Keyword arguments of :func:`diverse_priors` (``hierarchical``,
+            ``rotation``, ``elastic_alpha``, ``zoom_range``, ...).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 32, 32),
+                 mean: list[float] = (0., ), std: list[float] = (255., ),
+                 **prior_kwargs) -> None:
+        super().__init__()
+        if len(image_shape) != 3:
+            raise ValueError(f'image_shape must be (C, H, W), got {image_shape}')
+        unknown = set(prior_kwargs) - set(inspect.signature(diverse_priors).parameters)
+        if unknown:
+            raise TypeError(f'ImagePriorGenerator got unknown prior option(s) {sorted(unknown)}')
+        self.image_shape = tuple(image_shape)
+        self.prior_kwargs = {k: tuple(v) if isinstance(v, list) else v
+                             for k, v in prior_kwargs.items()}
+        c = self.image_shape[0]
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float).view(1, -1, 1, 1)
+                             .expand(1, c, 1, 1).clone(), persistent=False)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float).view(1, -1, 1, 1)
+                             .expand(1, c, 1, 1).clone(), persistent=False)
+
+    @property
+    def pixel_range(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised values of pixels 0 and 255 (per channel)."""
+        return (0 - self.mean) / self.std, (255 - self.mean) / self.std
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``[0, 1]`` pixels -> the teacher's input space, rounded to float16 as the pool
+        stores them (so a pooled image asked again hits a teacher's label cache)."""
+        images = (pixels.to(self.mean.device) * 255 - self.mean) / self.std
+        return images.half().float()
+
+    def forward(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """``n`` priors in the teacher's input space; reproducible when ``seed`` is given
+        (the caller's random state is left alone)."""
+        c, h, w = self.image_shape
+        if seed is None:
+            return self.normalise(diverse_priors(n, c, (h, w), **self.prior_kwargs))
+        with seeded(seed):
+            return self.normalise(diverse_priors(n, c, (h, w), **self.prior_kwargs))

@@ -1,0 +1,29 @@
+# DeepInversion started from DIP-KD's image priors (our addition): each batch begins as
+# objects-on-a-dark-background priors instead of Gaussian noise and gets 10 Adam steps
+# instead of 100, so the images keep the priors' variety and the pool grows 10x faster.
+# Offline 10K-image probes (docs/benchmarks.md): noise + 100 steps 68.3 %, priors + 100 steps
+# 73.9 %, priors + 30 steps 77.5 %, priors + 10 steps 79.6 %.
+_base_ = ['./deepinversion_lenet5bn_lenet5half_fmnist.py']
+
+model = dict(
+    synthesizer=dict(
+        iterations=10,
+        # The Fashion-MNIST prior recipe of configs/dipkd/dipkd_lenet5_lenet5_fmnist.py.
+        init=dict(type='ImagePriorGenerator', image_shape=(1, 32, 32), mean=[72.94],
+                  std=[90.0], hierarchical=True, rotation=45.0, elastic_alpha=3.0,
+                  elastic_sigma=2.0, crop_scale=(0.5, 1.0), mix_prob=0.5, monochrome_prob=0.5,
+                  background_prob=1.0, background_range=(0.0, 0.1), zoom_range=(0.6, 1.0),
+                  aspect_sigma=0.4),
+    ),
+    student_steps=25,
+)
+
+# About 14 minutes on a 2-core CPU (~3.2 s per iteration as the suite runs it: 10 synthesis +
+# 25 student steps, validations, the 3-minute mark); a 380-iteration schedule was cut by the
+# 840 s budget at iteration 261 (83.90 %), so the cosine now ends inside the budget.
+max_iters = 250
+param_scheduler = dict(
+    student=dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False))
+train_cfg = dict(max_iters=max_iters, val_interval=50)
+default_hooks = dict(checkpoint=dict(interval=50))
+custom_hooks = [dict(type='SyntheticVisualizationHook', interval=125)]
