@@ -43,12 +43,16 @@ SUITES: dict[str, Suite] = {
             Row('cmi', 'white-box', 'configs/cmi/cmi_lenet5bn_lenet5half_fmnist.py'),
             Row('fast_dfkd', 'white-box',
                 'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py'),
+            Row('fast_dfkd-short', 'white-box',
+                'configs/fast_dfkd/fast_dfkd_short_lenet5bn_lenet5half_fmnist.py'),
             Row('cpsc_dfkd', 'white-box', CPSC_FMNIST),
             Row('cpsc_dfkd-no_contrast', 'white-box', CPSC_FMNIST,
                 ('model.synthesizer.contrastive=None', )),
             Row('cpsc_dfkd-no_cond', 'white-box', CPSC_FMNIST,
                 ('model.synthesizer.generator.num_classes=None',
                  'model.synthesizer.class_ce_weight=0', 'model.pseudo_label_loss=None')),
+            Row('cpsc_dfkd-replay', 'white-box',
+                'configs/cpsc_dfkd/cpsc_dfkd_replay_lenet5bn_lenet5half_fmnist.py'),
         )),
     # Black-box: the LeNet-5 teacher is reached only through HardLabelTeacher (top-1 labels).
     'fmnist-blackbox': Suite(
@@ -165,6 +169,51 @@ def format_markdown(suite: str, rows: list[dict], commands: str | list[str]) -> 
                      f"{fmt(r.get('wall_s'), '.0f')} | {r.get('teacher_queries', '-')} | "
                      f"{fmt(r.get('peak_rss_mb'), '.0f')} |{rate}")
     return '\n'.join(lines) + '\n'
+
+
+def _parse_cell(text: str):
+    text = text.strip()
+    if text in ('', '-'):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def read_docs_section(path: str, suite: str) -> tuple[list[dict], list[str]]:
+    """Rows and commands of a suite's table written by :func:`format_markdown` into ``path``
+    (``([], [])`` when there is none), so that re-running some rows of a suite from a fresh
+    checkout (no ``OUT/results.json``) keeps the other rows of the documented table."""
+    begin, end = f'<!-- suite:{suite}:begin -->', f'<!-- suite:{suite}:end -->'
+    text = open(path).read() if osp.isfile(path) else ''
+    if begin not in text or end not in text:
+        return [], []
+    section = text.split(begin, 1)[1].split(end, 1)[0]
+    commands = re.findall(r'^Command: `(.*)`', section, flags=re.M)
+    lines = [ln for ln in section.splitlines() if ln.startswith('|')]
+    if len(lines) < 2:
+        return [], commands
+    keys = {'method': 'method', 'access': 'access', 'teacher acc (%)': 'teacher_acc',
+            'student acc (%)': 'student_acc', 'wall (s)': 'wall_s',
+            'teacher queries': 'teacher_queries', 'peak RSS (MB)': 'peak_rss_mb',
+            'synthetic img/s': 'images_per_s'}
+    header = [h.strip() for h in lines[0].strip('|').split('|')]
+    rows = []
+    for line in lines[2:]:
+        cells = [_parse_cell(c) for c in line.strip('|').split('|')]
+        row: dict = {}
+        for name, value in zip(header, cells):
+            mark = re.fullmatch(r'acc @ ([\d.]+) s \(%\)', name)
+            if mark:
+                row['student_acc_at_mark'], row['acc_at_s'] = value, float(mark.group(1))
+            elif name in keys and value is not None:
+                row[keys[name]] = str(value) if name in ('method', 'access') else value
+        rows.append(row)
+    return rows, commands
 
 
 def update_docs(path: str, suite: str, table: str) -> None:

@@ -108,3 +108,21 @@ def test_query_count_of_wrapped_teachers_is_read_from_checkpoints(tmp_path):
     (tmp_path / 'last_checkpoint').write_text(str(ckpt))
     result = read_run_result(str(tmp_path))
     assert result['teacher_queries'] == 50000 and result['pool_images'] == 1000
+
+
+def test_documented_table_reads_back_into_rows(tmp_path):
+    """A suite re-run from a fresh checkout (no results.json) starts from the rows already
+    in the docs, so re-running one row keeps the others."""
+    from mmdfkd.benchmark import format_markdown, read_docs_section, update_docs
+    rows = [dict(method='dfad', access='white-box', teacher_acc=91.73, student_acc=70.94,
+                 student_acc_at_mark=65.43, acc_at_s=180.0, wall_s=852, teacher_queries=1019904,
+                 peak_rss_mb=1065),
+            dict(method='cmi', access='white-box', teacher_acc=91.73, student_acc=73.12,
+                 student_acc_at_mark=None, acc_at_s=180.0, wall_s=613, teacher_queries=1154048,
+                 peak_rss_mb=1347)]
+    docs = str(tmp_path / 'benchmarks.md')
+    commands = ['python tools/benchmark.py --suite fmnist --out a', 'python tools/benchmark.py b']
+    update_docs(docs, 'fmnist', format_markdown('fmnist', rows, commands))
+    back, back_commands = read_docs_section(docs, 'fmnist')
+    assert back == rows and back_commands == commands
+    assert read_docs_section(docs, 'fmnist-blackbox') == ([], [])

@@ -116,3 +116,50 @@ def test_pseudo_label_loss_needs_labelled_samples(teacher_ckpt, tmp_path):
     runner = build_runner(cfg)
     with pytest.raises(ValueError, match='pseudo_label_loss'):
         runner.train()
+
+
+def test_replay_pool_keeps_generated_batches_and_mixes_them_into_student_batches(
+        teacher_ckpt, tmp_path):
+    """GeneratorSynthesizer(pool=...): each generator step pools the batch it was computed on
+    with its labels (no extra teacher query); student batches are half fresh, half pooled."""
+    from mmengine.optim import OptimWrapper
+
+    from mmdfkd.models.algorithms import DataFreeDistiller
+
+    from .conftest import LENET5BN, LENET5HALF
+    distiller = DataFreeDistiller(
+        teacher=LENET5BN, student=LENET5HALF, teacher_ckpt=teacher_ckpt,
+        synthesizer=dict(type='GeneratorSynthesizer', batch_size=8, class_ce_weight=1.0,
+                         generator=dict(type='DCGANGenerator', latent_dim=16, img_size=32,
+                                        channels=1, ngf=4, num_classes=10),
+                         pool=dict(type='SyntheticDataPool'), replay_ratio=0.5),
+        distill_loss=dict(type='KLDivergenceLoss'))
+    distiller.set_work_dir(str(tmp_path))
+    synth = distiller.synthesizer
+    images, labels = synth.sample_labelled(6)  # empty pool: all fresh
+    assert images.shape == (6, 1, 32, 32) and labels.shape == (6, )
+    optim = OptimWrapper(torch.optim.Adam(synth.parameters(), lr=1e-3))
+    generated, generate = [], synth._generate
+
+    def recording_generate(n):
+        images, labels = generate(n)
+        generated.append(labels)
+        return images, labels
+
+    synth._generate = recording_generate
+    for _ in range(2):
+        out = synth.synthesize(distiller, optim)
+    assert len(synth.pool) == 16 and out['pool_size'] == 16
+    assert int(distiller.teacher_queries) == 16  # pooled without re-asking the teacher
+    stored = synth.pool.gather(torch.arange(16))
+    assert stored['labels'].tolist() == torch.cat(generated).tolist()  # generated-for classes
+    images, labels = synth.sample_labelled(10)
+    pooled_images = stored['images'].flatten(1)
+    from_pool = [bool((pooled_images == img.flatten()).all(1).any()) for img in images]
+    assert from_pool == [False] * 5 + [True] * 5
+    # the pool (and its index) is part of the synthesizer's state: checkpoints carry it
+    assert 'synthesizer.pool._extra_state' in distiller.state_dict()
+    with pytest.raises(ValueError, match='replay_ratio'):
+        MODELS.build(dict(type='GeneratorSynthesizer', class_ce_weight=1.0, replay_ratio=1.5,
+                          generator=dict(type='DCGANGenerator', latent_dim=16, img_size=32,
+                                         channels=1, ngf=4, num_classes=10)))

@@ -68,3 +68,21 @@ def test_updated_images_reach_disk_with_the_checkpoint(tmp_path):
     assert got['images'].flatten(1).mean(1).tolist() == [0, 1, 0, 0, 1, 0]
     # class-balanced sampling follows the stored labels
     assert set(fresh.sample_index(600, balanced=True).tolist()) == set(range(6))
+
+
+def test_cache_stays_within_its_memory_budget_and_evicts_least_recently_used(tmp_path):
+    # one batch: 4 images of 1x16x16 in float16 + 4x3 float16 logits = 2,072 bytes
+    per_batch = 4 * 256 * 2 + 4 * 3 * 2
+    pool = SyntheticDataPool(root=str(tmp_path), cache_mb=2.5 * per_batch / 2**20)
+    names = []
+    for v in (1.0, 2.0, 3.0):
+        pool.add(torch.full((4, 1, 16, 16), v), torch.full((4, 3), v))
+        names.append(pool._batches[-1][0])
+    assert list(pool._cache) == names[1:]  # two fit; the oldest left the cache, not the pool
+    assert pool._cached_bytes == 2 * per_batch
+    pool._load(names[1])  # a hit makes it the most recently used
+    pool._load(names[0])  # read back from disk, evicting the least recently used (names[2])
+    assert list(pool._cache) == [names[1], names[0]]
+    assert len(pool) == 12 and set(pool.sample(64)[0][:, 0, 0, 0].tolist()) == {1.0, 2.0, 3.0}
+    with pytest.raises(ValueError, match='cache_mb'):
+        SyntheticDataPool(cache_mb=0)

@@ -304,4 +304,12 @@ def test_cifar_config_trains_an_iteration_with_cam_loss(tiny_sd_pipeline, tmp_pa
     runner.model.student_step = spy
     runner.train()
     assert 'loss_cam' in logged and torch.isfinite(logged['loss_cam'])
+    # the maps the loss reads during the ordinary forward are the models' final conv maps
+    model = runner.model.eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = model.student(images, mode='tensor')
+        s_map = model.last_feature_map(model._cam_recorders[0].outputs()[0])
+        ref_logits, ref_map = cam_forward(model.student, images)
+    assert torch.allclose(s_map, ref_map) and torch.allclose(logits, ref_logits, atol=1e-5)
     assert len(runner.model.synthesizer.pool) == 2

@@ -24,8 +24,9 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mmdfkd.benchmark import (SUITES, format_markdown, merge_results, read_run_result,  # noqa
-                              timed_validation_options, update_docs)
+from mmdfkd.benchmark import (SUITES, format_markdown, merge_results,  # noqa
+                              read_docs_section, read_run_result, timed_validation_options,
+                              update_docs)
 
 
 def run_train(config: str, work_dir: str, cfg_options: list[str]) -> dict:
@@ -97,6 +98,10 @@ def main() -> None:
     previous = json.load(open(results_path)) if osp.isfile(results_path) else []
     commands_path = osp.join(out, 'commands.json')
     commands = json.load(open(commands_path)) if osp.isfile(commands_path) else []
+    if not previous and args.docs:
+        # A fresh --out (e.g. a new checkout): start from the rows already documented.
+        previous, documented = read_docs_section(args.docs, args.suite)
+        commands = commands or documented
     commands = [c for c in commands if c != invocation] + [invocation]
     rows = []
     for row in suite.rows:

@@ -48,6 +48,8 @@ class DIPKD(BaseModel):
         unlabelled_batch_size (int): Fresh priors per distill step for the L1 term only.
         augment (list[dict], optional): torchvision ``transforms.v2`` applied per image to
             pooled batches of the primer and student (label-preserving ones only).
+        augment_groups (int, optional): Groups of a batch that share one draw of
+            ``augment``'s random parameters (``None``: one draw per image).
         data_preprocessor (dict, optional): Normalises real validation/test images.
     """
 
@@ -55,7 +57,8 @@ class DIPKD(BaseModel):
                  primer: dict | None = None, contrast: dict | None = None,
                  batch_size: int = 100, ce_weight: float = 1.0, primer_weight: float = 1.0,
                  unlabelled_batch_size: int = 0, augment: list[dict] | None = None,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+                 augment_groups: int | None = None, data_preprocessor: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.synthesizer = MODELS.build(synthesizer)
         teacher = MODELS.build(teacher)
@@ -94,7 +97,7 @@ class DIPKD(BaseModel):
         self.batch_size = batch_size
         self.ce_weight, self.primer_weight = ce_weight, primer_weight
         self.unlabelled_batch_size = unlabelled_batch_size
-        self.augment = BatchAugment(augment) if augment else None
+        self.augment = BatchAugment(augment, groups=augment_groups) if augment else None
         self._schedule_checked = False
 
     # ------------------------------------------------------------------ plumbing

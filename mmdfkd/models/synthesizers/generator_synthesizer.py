@@ -1,4 +1,5 @@
 """Generator-based synthesis with configurable teacher/adversarial objectives."""
+import os.path as osp
 from typing import TYPE_CHECKING
 
 import torch
@@ -43,6 +44,14 @@ class GeneratorSynthesizer(BaseSynthesizer):
         contrastive (dict, optional): ``SupConLoss`` over the student's and teacher's
             penultimate features with the labels as classes.
         class_ce_weight (float): Weight of ``CE(T(G(z, y)), y)``; 0 disables it.
+        pool (dict, optional): ``SyntheticDataPool`` config of a replay pool (our addition):
+            every generator step stores the batch it was computed on, with the teacher's
+            logits and the labels (no extra query), and the student's batches mix fresh
+            samples with pooled ones. An adversarial generator drifts to wherever the
+            student is currently weak, so at any moment it covers a narrow set of images;
+            the pool keeps what it made earlier in front of the student. ``None``: fresh
+            samples only, as in the papers.
+        replay_ratio (float): Fraction of each student batch drawn from the pool.
     """
 
     method_name = 'DAFL / DFAD / ZSKT / CPSC-DFKD'
@@ -53,8 +62,14 @@ class GeneratorSynthesizer(BaseSynthesizer):
                  entropy: dict | None = None, activation: dict | None = None,
                  bn: dict | None = None, adversarial: dict | None = None,
                  ikd: dict | None = None, contrastive: dict | None = None,
-                 class_ce_weight: float = 0.0, init_cfg: dict | None = None) -> None:
+                 class_ce_weight: float = 0.0, pool: dict | None = None,
+                 replay_ratio: float = 0.5, init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if not 0.0 <= replay_ratio <= 1.0:
+            raise ValueError('model.synthesizer.replay_ratio must be in [0, 1], got '
+                             f'{replay_ratio}')
+        self.pool = MODELS.build(pool) if pool else None
+        self.replay_ratio = replay_ratio
         self.generator = MODELS.build(generator)
         self.batch_size = batch_size
         self.class_ce_weight = class_ce_weight
@@ -73,6 +88,10 @@ class GeneratorSynthesizer(BaseSynthesizer):
                              'unconditional one use onehot=dict(type="OneHotLoss").')
         self.balanced_labels = BalancedLabelSampler(self.num_classes) if self.conditional \
             else None
+
+    def set_work_dir(self, work_dir: str) -> None:
+        if self.pool is not None:
+            self.pool.set_root(osp.join(work_dir, 'synthetic_pool'))
 
     def bind(self, teacher: nn.Module) -> None:
         if 'bn' in self.losses:
@@ -132,12 +151,31 @@ class GeneratorSynthesizer(BaseSynthesizer):
         out = {k: v.detach() for k, v in losses.items()}
         if self.conditional:
             out['label_acc'] = (t_logits.argmax(1) == labels).float().mean().detach()
+        if self.pool is not None:
+            # The images the teacher has just answered: pooled without another query.
+            self.pool.add(images.detach(), t_logits.detach(),
+                          labels=labels if self.conditional else None)
+            out['pool_size'] = torch.tensor(float(len(self.pool)))
         return out
 
     @torch.no_grad()
     def sample(self, batch_size: int) -> torch.Tensor:
-        return self._generate(batch_size)[0]
+        return self.sample_labelled(batch_size)[0]
 
     @torch.no_grad()
     def sample_labelled(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self._generate(batch_size)
+        """Fresh generator samples, ``replay_ratio`` of them replaced by pooled ones when
+        there is a pool (labels: the class each was generated for; ``None`` for an
+        unconditional generator)."""
+        replayed = (round(batch_size * self.replay_ratio)
+                    if self.pool is not None and len(self.pool) else 0)
+        if not replayed:
+            return self._generate(batch_size)
+        device = next(self.generator.parameters()).device
+        record = self.pool.gather(self.pool.sample_index(replayed), device=device)
+        pooled_labels = record['labels'] if self.conditional else None
+        if replayed == batch_size:
+            return record['images'], pooled_labels
+        images, labels = self._generate(batch_size - replayed)
+        images = torch.cat([images, record['images']])
+        return images, (torch.cat([labels, pooled_labels]) if labels is not None else None)
