@@ -40,11 +40,20 @@ SUITES: dict[str, Suite] = {
                 'configs/deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py'),
             Row('deepinversion-priors', 'white-box',
                 'configs/deepinversion/deepinversion_priors_lenet5bn_lenet5half_fmnist.py'),
+            Row('deepinversion-priors-sliced', 'white-box',
+                'configs/deepinversion/'
+                'deepinversion_priors_sliced_lenet5bn_lenet5half_fmnist.py'),
+            Row('deepinversion-priors-sliced-mixup', 'white-box',
+                'configs/deepinversion/'
+                'deepinversion_priors_sliced_mixup_lenet5bn_lenet5half_fmnist.py'),
             Row('cmi', 'white-box', 'configs/cmi/cmi_lenet5bn_lenet5half_fmnist.py'),
             Row('fast_dfkd', 'white-box',
                 'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py'),
             Row('fast_dfkd-short', 'white-box',
                 'configs/fast_dfkd/fast_dfkd_short_lenet5bn_lenet5half_fmnist.py'),
+            Row('fast_dfkd-sliced', 'white-box',
+                'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py',
+                ('model.student_init_from_teacher=magnitude', )),
             Row('cpsc_dfkd', 'white-box', CPSC_FMNIST),
             Row('cpsc_dfkd-no_contrast', 'white-box', CPSC_FMNIST,
                 ('model.synthesizer.contrastive=None', )),
@@ -53,6 +62,9 @@ SUITES: dict[str, Suite] = {
                  'model.synthesizer.class_ce_weight=0', 'model.pseudo_label_loss=None')),
             Row('cpsc_dfkd-replay', 'white-box',
                 'configs/cpsc_dfkd/cpsc_dfkd_replay_lenet5bn_lenet5half_fmnist.py'),
+            Row('cpsc_dfkd-replay-sliced', 'white-box',
+                'configs/cpsc_dfkd/cpsc_dfkd_replay_lenet5bn_lenet5half_fmnist.py',
+                ('model.student_init_from_teacher=magnitude', )),
         )),
     # Black-box: the LeNet-5 teacher is reached only through HardLabelTeacher (top-1 labels).
     'fmnist-blackbox': Suite(

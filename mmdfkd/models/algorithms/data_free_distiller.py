@@ -6,8 +6,9 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import nn
 
-from mmdfkd.models.utils import (BatchAugment, ModuleOutputRecorder, classifier_logits_and_features,
-                                 frozen_parameters)
+from mmdfkd.models.utils import (CHANNEL_ORDERS, BatchAugment, ModuleOutputRecorder, PartialMixup,
+                                 classifier_logits_and_features, frozen_parameters,
+                                 init_student_from_teacher)
 from mmdfkd.models.losses.cam import cam_forward
 from mmdfkd.models.teachers import BaseTeacher, load_classifier_weights, require_access
 from mmdfkd.registry import MODELS
@@ -58,6 +59,15 @@ class DataFreeDistiller(BaseModel):
         student_augment_groups (int, optional): Split each batch into this many groups that
             share one draw of ``student_augment``'s random parameters, instead of one draw per
             image (``BatchAugment(groups=...)``; several times faster on CPU).
+        student_mixup (dict, optional): ``dict(ratio=0.5, alpha=1.0)``: blend that fraction
+            of each student batch with other images of the batch (``PartialMixup``, after
+            ``student_augment``); the teacher labels the blends. Not with
+            ``pseudo_label_loss`` (a blend has no single sampled label).
+        student_init_from_teacher (str, optional): Start the student from a channel slice of
+            the teacher's weights instead of random ones, for a student that is the teacher's
+            architecture at a smaller width: ``'magnitude'`` (chain networks such as LeNet)
+            or ``'first'`` (any topology); see :func:`init_student_from_teacher`. Needs a
+            white-box teacher.
         data_preprocessor (dict, optional): Normalises real validation/test images into the
             teachers' input space (synthetic images are already in it).
     """
@@ -70,6 +80,8 @@ class DataFreeDistiller(BaseModel):
                  student_batch_size: int | None = None, warmup_iters: int = 0,
                  student_augment: list[dict] | None = None,
                  student_augment_groups: int | None = None,
+                 student_mixup: dict | None = None,
+                 student_init_from_teacher: str | None = None,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         built = MODELS.build(teacher)
@@ -77,6 +89,8 @@ class DataFreeDistiller(BaseModel):
         if isinstance(built, BaseTeacher):
             require_access(built, self.synthesizer.required_access,
                            self.synthesizer.method_name)
+            if student_init_from_teacher:
+                require_access(built, 'white-box', 'model.student_init_from_teacher')
             built = built.model
         else:
             load_classifier_weights(built, teacher_ckpt)
@@ -110,6 +124,10 @@ class DataFreeDistiller(BaseModel):
             self._feature_recorders = (
                 ModuleOutputRecorder(self.student, feature_layers['student']),
                 ModuleOutputRecorder(self.teacher, feature_layers['teacher']))
+        if student_init_from_teacher not in (None, *CHANNEL_ORDERS):
+            raise ValueError('model.student_init_from_teacher must be None or one of '
+                             f'{CHANNEL_ORDERS}, got {student_init_from_teacher!r}.')
+        self.student_init_from_teacher = student_init_from_teacher
         if synthesizer_steps < 0 or student_steps < 1:
             raise ValueError('model.synthesizer_steps must be >= 0 and model.student_steps '
                              f'>= 1; got {synthesizer_steps} and {student_steps}.')
@@ -119,6 +137,10 @@ class DataFreeDistiller(BaseModel):
         self.student_batch_size = student_batch_size or synthesizer.get('batch_size', 256)
         self.student_augment = (BatchAugment(student_augment, groups=student_augment_groups)
                                 if student_augment else None)
+        if student_mixup is not None and pseudo_label_loss is not None:
+            raise ValueError('model.student_mixup blends images, so they no longer have the '
+                             'sampled labels model.pseudo_label_loss needs; use one of them.')
+        self.student_mixup = PartialMixup(**student_mixup) if student_mixup else None
         # Synthesis throughput of the current iteration (for the log).
         self._synth_time, self._synth_images = 0.0, 0
         # Every image shown to the teacher; a buffer so checkpoints (and resume) keep it.
@@ -130,6 +152,9 @@ class DataFreeDistiller(BaseModel):
         for name, child in self.named_children():
             if name != 'teacher' and hasattr(child, 'init_weights'):
                 child.init_weights()
+        if self.student_init_from_teacher:
+            init_student_from_teacher(self.student, self.teacher,
+                                      self.student_init_from_teacher)
 
     def set_work_dir(self, work_dir: str) -> None:
         """Tell the synthesizer where the run writes (called by ``DataFreeTrainLoop``)."""
@@ -211,6 +236,8 @@ class DataFreeDistiller(BaseModel):
         self._synth_images += images.size(0)
         if self.student_augment is not None:
             images = self.student_augment(images)
+        if self.student_mixup is not None:
+            images = self.student_mixup(images)
         with torch.no_grad():
             t_logits, _ = self.teacher_forward(images)
         s_logits = self.student(images, mode='tensor')

@@ -1,11 +1,14 @@
-from .augment import BatchAugment
+from .augment import BatchAugment, PartialMixup
 from .classifier import classifier_logits_and_features
 from .recorder import ModuleOutputRecorder
 from .freeze import evaluation_mode, frozen_parameters
 from .meta import META_METHODS, MetaGradient
 from .targets import BalancedLabelSampler
+from .teacher_slice import CHANNEL_ORDERS, init_student_from_teacher
 
 __all__ = [
-    'BatchAugment', 'classifier_logits_and_features', 'ModuleOutputRecorder', 'frozen_parameters',
-    'evaluation_mode', 'MetaGradient', 'META_METHODS', 'BalancedLabelSampler'
+    'BatchAugment', 'PartialMixup', 'classifier_logits_and_features', 'ModuleOutputRecorder',
+    'frozen_parameters',
+    'evaluation_mode', 'MetaGradient', 'META_METHODS', 'BalancedLabelSampler',
+    'CHANNEL_ORDERS', 'init_student_from_teacher'
 ]

@@ -49,3 +49,34 @@ class BatchAugment(nn.Module):
         if self.groups is None:
             return torch.stack([self.pipeline(img) for img in images])
         return torch.cat([self.pipeline(chunk) for chunk in images.tensor_split(self.groups)])
+
+
+class PartialMixup(nn.Module):
+    """Blend the first ``ratio`` of a batch with randomly chosen images of the same batch
+    (weights from ``Beta(alpha, alpha)``), keeping the rest as they are.
+
+    For distillation, not supervised training: there are no labels to mix, the teacher labels
+    the blends themselves, so the student also learns the teacher between the synthetic
+    images (offline probes in docs/benchmarks.md: about +0.5 to +1.8 points on Fashion-MNIST).
+
+    Args:
+        ratio (float): Fraction of each batch that is blended, in ``(0, 1]``.
+        alpha (float): Beta distribution parameter of the blend weight (1 = uniform).
+    """
+
+    def __init__(self, ratio: float = 0.5, alpha: float = 1.0) -> None:
+        super().__init__()
+        if not 0 < ratio <= 1 or alpha <= 0:
+            raise ValueError('model.student_mixup needs 0 < ratio <= 1 and alpha > 0; got '
+                             f'ratio={ratio}, alpha={alpha}.')
+        self.ratio, self.alpha = ratio, alpha
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n = images.size(0)
+        m = int(round(self.ratio * n))
+        if m == 0:
+            return images
+        lam = torch.distributions.Beta(self.alpha, self.alpha).sample((m, ))
+        lam = lam.to(images).view(m, *([1] * (images.dim() - 1)))
+        partners = images[torch.randint(0, n, (m, ), device=images.device)]
+        return torch.cat([lam * images[:m] + (1 - lam) * partners, images[m:]])
