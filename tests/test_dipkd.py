@@ -196,6 +196,7 @@ def test_dipkd_loop_longer_than_phases_fails_at_once(lenet5_ckpt, tmp_path):
 @pytest.mark.parametrize('name', ['dipkd_lenet5_lenet5_fmnist', 'dipkd_10k_lenet5_lenet5_fmnist',
                                   'dipkd_25k_lenet5_lenet5_fmnist',
                                   'dipkd_100k_lenet5_lenet5_fmnist',
+                                  'dipkd_50k_long_lenet5_lenet5_fmnist',
                                   'naive_kd_noise_lenet5_lenet5_fmnist'])
 def test_every_dipkd_config_is_consistent_and_builds(name, lenet5_ckpt):
     from mmengine.config import Config
