@@ -77,6 +77,8 @@ SUITES: dict[str, Suite] = {
             Row('dipkd-50k', 'hard-label', DIPKD_FMNIST),
             Row('dipkd-50k-long', 'hard-label',
                 'configs/dipkd/dipkd_50k_long_lenet5_lenet5_fmnist.py'),
+            Row('dipkd-50k-labelmix', 'hard-label',
+                'configs/dipkd/dipkd_labelmix_lenet5_lenet5_fmnist.py'),
             Row('dipkd-100k', 'hard-label',
                 'configs/dipkd/dipkd_100k_lenet5_lenet5_fmnist.py'),
             Row('dipkd-50k-remote', 'hard-label (HTTP)', DIPKD_FMNIST, serve=True),

@@ -149,6 +149,7 @@ def test_dipkd_budget_stop_then_resume_keeps_the_exact_count(lenet5_ckpt, tmp_pa
      'model.primer_weight': 0, 'model.synthesizer.hierarchical': False,
      'model.synthesizer.rotation': 0, 'model.synthesizer.elastic_alpha': 0,
      'model.synthesizer.crop_scale': None, 'model.synthesizer.mix_prob': 0},  # naive KD
+    {'model.synthesizer.label_mix': 0.5},  # half of the queries spent on blends
 ])
 def test_dipkd_phases_train_and_switch_off(ablation, lenet5_ckpt, tmp_path):
     opts = _small(budget=60, **ablation)
@@ -164,6 +165,37 @@ def test_dipkd_phases_train_and_switch_off(ablation, lenet5_ckpt, tmp_path):
                for k, v in student_before.items()), 'the student must have been trained'
     assert (model.primer is None) == (model.phase_iters['primer'] == 0)
     assert (model.contrast is None) == (model.phase_iters['contrast'] == 0)
+
+
+def test_label_mix_blends_pairs_of_differently_labelled_priors(tmp_path):
+    synth = MODELS.build(dict(type='ImagePriorSynthesizer', image_shape=(1, 4, 4),
+                              num_images=16, batch_size=8, label_mix=0.5,
+                              label_mix_lam=(0.25, 0.75)))
+    synth.set_work_dir(str(tmp_path))
+    assert synth.num_plain == 8
+    # Plain "priors" with a single lit pixel each: a blend shows which two it mixes.
+    plain = torch.eye(16)[:8].view(8, 1, 4, 4)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2])
+    synth.pool.add(plain, labels=labels)
+    blends = synth.blend_labelled_pairs(64, seed=3)
+    assert torch.equal(blends, synth.blend_labelled_pairs(64, seed=3))
+    assert not torch.equal(blends, synth.blend_labelled_pairs(64, seed=4))
+    flat = blends.flatten(1)
+    assert flat[:, 8:].abs().max() == 0  # only the plain priors are mixed
+    for row in flat:
+        lit = row.nonzero().flatten()
+        assert len(lit) == 2 and labels[lit[0]] != labels[lit[1]]
+        assert torch.isclose(row.sum(), torch.tensor(1.0), atol=1e-3)
+        assert 0.25 - 1e-3 <= row[lit].min() and row[lit].max() <= 0.75 + 1e-3
+    # Label 2 is one prior of eight: it takes part in 37 % of the blends drawn uniformly,
+    # in 2/3 of those drawn with balanced labels (every label pair equally likely).
+    def share_of_label_2() -> float:
+        return (synth.blend_labelled_pairs(600, seed=0).flatten(1)[:, 7] > 0).float().mean()
+    assert 0.3 < share_of_label_2() < 0.45
+    synth.label_mix_balanced = True
+    assert 0.6 < share_of_label_2() < 0.74
+    with pytest.raises(ValueError, match='label_mix'):
+        MODELS.build(dict(type='ImagePriorSynthesizer', label_mix=1.0))
 
 
 def test_dipkd_config_errors(lenet5_ckpt):
@@ -197,6 +229,7 @@ def test_dipkd_loop_longer_than_phases_fails_at_once(lenet5_ckpt, tmp_path):
                                   'dipkd_25k_lenet5_lenet5_fmnist',
                                   'dipkd_100k_lenet5_lenet5_fmnist',
                                   'dipkd_50k_long_lenet5_lenet5_fmnist',
+                                  'dipkd_labelmix_lenet5_lenet5_fmnist',
                                   'naive_kd_noise_lenet5_lenet5_fmnist'])
 def test_every_dipkd_config_is_consistent_and_builds(name, lenet5_ckpt):
     from mmengine.config import Config

@@ -44,6 +44,16 @@ class ImagePriorSynthesizer(PooledSynthesizer):
         zoom_range (tuple, optional): Zoom-out factors (black margins); ``None`` = off.
         aspect_sigma (float): Log-normal aspect-ratio jitter of the zoom.
         shift (float): Random shift after the zoom (fraction of the half-size).
+        label_mix (float): Fraction of ``num_images`` bought as blends ``lam * a + (1 - lam)
+            * b`` of two priors already in the pool whose teacher labels *differ* (our
+            addition, not in the paper). They are made after the plain priors, each costs
+            one query like any prior, and they land between the teacher's classes, where
+            plain priors rarely do. 20K-label probe, four seeds (docs/benchmarks.md): 74.7 %
+            without, 77.2 % with ``label_mix=0.7``.
+        label_mix_lam (tuple): Range of the blend weight ``lam`` (uniform).
+        label_mix_balanced (bool): Draw the two priors of a blend with every teacher label
+            equally likely (rare classes take part as often as common ones) instead of
+            uniformly over the pool.
         balanced (bool): Class-balanced :meth:`sample_labelled`.
         seed (int): Base seed of the prior sequence.
         pool (dict, optional): ``SyntheticDataPool`` config.
@@ -59,13 +69,21 @@ class ImagePriorSynthesizer(PooledSynthesizer):
                  mix_prob: float = 0.5, monochrome_prob: float = 0.5, mask_sigma: float = 1.5,
                  background_prob: float = 0.0, background_range: tuple[float, float] = (0.0, 0.1),
                  zoom_range: tuple[float, float] | None = None, aspect_sigma: float = 0.0,
-                 shift: float = 0.0, balanced: bool = True, seed: int = 0, pool: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
+                 shift: float = 0.0, label_mix: float = 0.0,
+                 label_mix_lam: tuple[float, float] = (0.2, 0.8),
+                 label_mix_balanced: bool = False, balanced: bool = True,
+                 seed: int = 0, pool: dict | None = None, init_cfg: dict | None = None) -> None:
         pool = pool or dict(type='SyntheticDataPool')
         pool.setdefault('max_images', num_images)
         super().__init__(pool=pool, init_cfg=init_cfg)
         if not 0 <= mix_prob <= 1 or not 0 <= monochrome_prob <= 1:
             raise ValueError('model.synthesizer.mix_prob and monochrome_prob must be in [0, 1]')
+        if not 0 <= label_mix < 1:
+            raise ValueError('model.synthesizer.label_mix is the fraction of num_images bought '
+                             f'as blends of labelled priors; it must be in [0, 1), got {label_mix}')
+        if not 0 <= label_mix_lam[0] <= label_mix_lam[1] <= 1:
+            raise ValueError('model.synthesizer.label_mix_lam must be (low, high) with '
+                             f'0 <= low <= high <= 1, got {label_mix_lam}')
         if len(image_shape) != 3:
             raise ValueError(f'model.synthesizer.image_shape must be (C, H, W), got {image_shape}')
         self.image_shape = tuple(image_shape)
@@ -77,6 +95,10 @@ class ImagePriorSynthesizer(PooledSynthesizer):
             monochrome_prob=monochrome_prob, mask_sigma=mask_sigma,
             background_prob=background_prob, background_range=background_range,
             zoom_range=zoom_range, aspect_sigma=aspect_sigma, shift=shift)
+        # Plain priors come first; the rest of the pool are blends of their pairs.
+        self.num_plain = num_images - round(label_mix * num_images)
+        self.label_mix_lam = tuple(label_mix_lam)
+        self.label_mix_balanced = label_mix_balanced
         self.balanced, self.seed = balanced, seed
         self.register_buffer('batches_made', torch.zeros((), dtype=torch.long))
 
@@ -97,12 +119,38 @@ class ImagePriorSynthesizer(PooledSynthesizer):
                    optim_wrapper: OptimWrapper | None = None) -> dict[str, torch.Tensor]:
         """Generate the next batch of priors, buy their labels, add them to the pool."""
         if not self.done:
-            n = min(self.batch_size, self.num_images - len(self.pool))
-            images = self.generate(n, seed=self.seed + int(self.batches_made))
+            seed = self.seed + int(self.batches_made)
+            if len(self.pool) < self.num_plain:
+                n = min(self.batch_size, self.num_plain - len(self.pool))
+                images = self.generate(n, seed=seed)
+            else:
+                n = min(self.batch_size, self.num_images - len(self.pool))
+                images = self.blend_labelled_pairs(n, seed=seed)
             labels = algorithm.teacher.query_labels(images)
             self.pool.add(images, labels=labels)
             self.batches_made += 1
         return {'pool_size': torch.tensor(float(len(self.pool)))}
+
+    @torch.no_grad()
+    def blend_labelled_pairs(self, n: int, seed: int) -> torch.Tensor:
+        """``n`` blends of pairs of the pool's plain priors with different teacher labels
+        (pairs with equal labels only when too few differ, e.g. a one-class pool)."""
+        rng = torch.Generator().manual_seed(seed)
+        labels = self.pool.labels()[:self.num_plain]
+        if self.label_mix_balanced:
+            weights = 1.0 / torch.bincount(labels).float()[labels]
+            first, second = torch.multinomial(weights, 8 * n, replacement=True,
+                                              generator=rng).view(2, 4 * n)
+        else:
+            first, second = torch.randint(self.num_plain, (2, 4 * n), generator=rng)
+        # Differing pairs first, in draw order; equal-label pairs fill any shortfall.
+        order = torch.argsort((labels[first] == labels[second]).long(), stable=True)[:n]
+        low, high = self.label_mix_lam
+        lam = low + (high - low) * torch.rand(n, 1, 1, 1, generator=rng)
+        device = self._device_probe.device
+        a = self.pool.gather(first[order], device=device)['images']
+        b = self.pool.gather(second[order], device=device)['images']
+        return lam.to(device) * a + (1 - lam.to(device)) * b
 
     def class_counts(self, num_classes: int) -> torch.Tensor:
         return torch.bincount(self.pool.labels(), minlength=num_classes)
