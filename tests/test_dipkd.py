@@ -194,8 +194,15 @@ def test_label_mix_blends_pairs_of_differently_labelled_priors(tmp_path):
     assert 0.3 < share_of_label_2() < 0.45
     synth.label_mix_balanced = True
     assert 0.6 < share_of_label_2() < 0.74
+    # Overlay: both objects at full intensity (pixel-wise maximum).
+    synth.label_mix_mode = 'overlay'
+    for row in synth.blend_labelled_pairs(32, seed=5).flatten(1):
+        lit = row.nonzero().flatten()
+        assert len(lit) == 2 and labels[lit[0]] != labels[lit[1]] and torch.all(row[lit] == 1)
     with pytest.raises(ValueError, match='label_mix'):
         MODELS.build(dict(type='ImagePriorSynthesizer', label_mix=1.0))
+    with pytest.raises(ValueError, match="label_mix_mode must be 'blend' or 'overlay'"):
+        MODELS.build(dict(type='ImagePriorSynthesizer', label_mix=0.5, label_mix_mode='sum'))
 
 
 def test_dipkd_config_errors(lenet5_ckpt):
