@@ -27,6 +27,9 @@ class Suite:
 
 CPSC_FMNIST = 'configs/cpsc_dfkd/cpsc_dfkd_lenet5bn_lenet5half_fmnist.py'
 DIPKD_FMNIST = 'configs/dipkd/dipkd_lenet5_lenet5_fmnist.py'
+# The student folded from the teacher's channels, at the 5x lower learning rate that keeps it
+# (configs/deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py).
+FOLDED = ('model.student_init_from_teacher=fold', 'optim_wrapper.student.optimizer.lr=0.01')
 
 SUITES: dict[str, Suite] = {
     'fmnist': Suite(
@@ -46,6 +49,9 @@ SUITES: dict[str, Suite] = {
             Row('deepinversion-priors-sliced-mixup', 'white-box',
                 'configs/deepinversion/'
                 'deepinversion_priors_sliced_mixup_lenet5bn_lenet5half_fmnist.py'),
+            Row('deepinversion-priors-folded', 'white-box',
+                'configs/deepinversion/'
+                'deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py'),
             Row('cmi', 'white-box', 'configs/cmi/cmi_lenet5bn_lenet5half_fmnist.py'),
             Row('fast_dfkd', 'white-box',
                 'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py'),
@@ -54,6 +60,10 @@ SUITES: dict[str, Suite] = {
             Row('fast_dfkd-sliced', 'white-box',
                 'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py',
                 ('model.student_init_from_teacher=magnitude', )),
+            Row('fast_dfkd-folded', 'white-box',
+                'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py', FOLDED),
+            Row('fast_dfkd-short-folded', 'white-box',
+                'configs/fast_dfkd/fast_dfkd_short_lenet5bn_lenet5half_fmnist.py', FOLDED),
             Row('cpsc_dfkd', 'white-box', CPSC_FMNIST),
             Row('cpsc_dfkd-no_contrast', 'white-box', CPSC_FMNIST,
                 ('model.synthesizer.contrastive=None', )),
@@ -65,6 +75,8 @@ SUITES: dict[str, Suite] = {
             Row('cpsc_dfkd-replay-sliced', 'white-box',
                 'configs/cpsc_dfkd/cpsc_dfkd_replay_lenet5bn_lenet5half_fmnist.py',
                 ('model.student_init_from_teacher=magnitude', )),
+            Row('cpsc_dfkd-replay-folded', 'white-box',
+                'configs/cpsc_dfkd/cpsc_dfkd_replay_lenet5bn_lenet5half_fmnist.py', FOLDED),
         )),
     # Black-box: the LeNet-5 teacher is reached only through HardLabelTeacher (top-1 labels).
     'fmnist-blackbox': Suite(

@@ -14,6 +14,7 @@ POOL_CONFIGS = ['deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py',
                 'deepinversion/deepinversion_priors_lenet5bn_lenet5half_fmnist.py',
                 'deepinversion/deepinversion_priors_sliced_lenet5bn_lenet5half_fmnist.py',
                 'deepinversion/deepinversion_priors_sliced_mixup_lenet5bn_lenet5half_fmnist.py',
+                'deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py',
                 'cmi/cmi_lenet5bn_lenet5half_fmnist.py',
                 'fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py',
                 'fast_dfkd/fast_dfkd_short_lenet5bn_lenet5half_fmnist.py']

@@ -13,7 +13,7 @@ PY=${PYTHON:-python3}
 TEACHER_CONFIG=configs/teachers/lenet5bn_fmnist.py
 TEACHER_DIR=work_dirs/teachers/lenet5bn_fmnist
 TEACHER_CKPT=$TEACHER_DIR/epoch_15.pth
-METHOD_CONFIG=${METHOD_CONFIG:-configs/deepinversion/deepinversion_priors_sliced_lenet5bn_lenet5half_fmnist.py}
+METHOD_CONFIG=${METHOD_CONFIG:-configs/deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py}
 STUDENT_DIR=work_dirs/quickstart/$(basename "$METHOD_CONFIG" .py)
 
 if [ ! -f "$TEACHER_CKPT" ]; then

@@ -6,9 +6,9 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import nn
 
-from mmdfkd.models.utils import (CHANNEL_ORDERS, BatchAugment, ModuleOutputRecorder, PartialMixup,
-                                 classifier_logits_and_features, frozen_parameters,
-                                 init_student_from_teacher)
+from mmdfkd.models.utils import (STUDENT_INIT_MODES, BatchAugment, ModuleOutputRecorder,
+                                 PartialMixup, classifier_logits_and_features,
+                                 frozen_parameters, init_student_from_teacher)
 from mmdfkd.models.losses.cam import cam_forward
 from mmdfkd.models.teachers import BaseTeacher, load_classifier_weights, require_access
 from mmdfkd.registry import MODELS
@@ -63,11 +63,13 @@ class DataFreeDistiller(BaseModel):
             of each student batch with other images of the batch (``PartialMixup``, after
             ``student_augment``); the teacher labels the blends. Not with
             ``pseudo_label_loss`` (a blend has no single sampled label).
-        student_init_from_teacher (str, optional): Start the student from a channel slice of
-            the teacher's weights instead of random ones, for a student that is the teacher's
-            architecture at a smaller width: ``'magnitude'`` (chain networks such as LeNet)
-            or ``'first'`` (any topology); see :func:`init_student_from_teacher`. Needs a
-            white-box teacher.
+        student_init_from_teacher (str, optional): Start the student from the teacher's
+            weights instead of random ones, for a student that is the teacher's architecture
+            at a smaller width: a channel slice, ``'magnitude'`` (chain networks such as
+            LeNet) or ``'first'`` (any topology), or ``'fold'``, every layer's channels
+            clustered and merged (chain networks with ReLU; the best start on Fashion-MNIST,
+            use a lower student learning rate so training keeps it); see
+            :func:`init_student_from_teacher`. Needs a white-box teacher.
         data_preprocessor (dict, optional): Normalises real validation/test images into the
             teachers' input space (synthetic images are already in it).
     """
@@ -124,9 +126,9 @@ class DataFreeDistiller(BaseModel):
             self._feature_recorders = (
                 ModuleOutputRecorder(self.student, feature_layers['student']),
                 ModuleOutputRecorder(self.teacher, feature_layers['teacher']))
-        if student_init_from_teacher not in (None, *CHANNEL_ORDERS):
+        if student_init_from_teacher not in (None, *STUDENT_INIT_MODES):
             raise ValueError('model.student_init_from_teacher must be None or one of '
-                             f'{CHANNEL_ORDERS}, got {student_init_from_teacher!r}.')
+                             f'{STUDENT_INIT_MODES}, got {student_init_from_teacher!r}.')
         self.student_init_from_teacher = student_init_from_teacher
         if synthesizer_steps < 0 or student_steps < 1:
             raise ValueError('model.synthesizer_steps must be >= 0 and model.student_steps '

@@ -4,11 +4,13 @@ from .recorder import ModuleOutputRecorder
 from .freeze import evaluation_mode, frozen_parameters
 from .meta import META_METHODS, MetaGradient
 from .targets import BalancedLabelSampler
-from .teacher_slice import CHANNEL_ORDERS, init_student_from_teacher
+from .teacher_fold import fold_student_from_teacher, weighted_kmeans
+from .teacher_slice import CHANNEL_ORDERS, STUDENT_INIT_MODES, init_student_from_teacher
 
 __all__ = [
     'BatchAugment', 'PartialMixup', 'classifier_logits_and_features', 'ModuleOutputRecorder',
     'frozen_parameters',
     'evaluation_mode', 'MetaGradient', 'META_METHODS', 'BalancedLabelSampler',
-    'CHANNEL_ORDERS', 'init_student_from_teacher'
+    'CHANNEL_ORDERS', 'STUDENT_INIT_MODES', 'init_student_from_teacher',
+    'fold_student_from_teacher', 'weighted_kmeans'
 ]

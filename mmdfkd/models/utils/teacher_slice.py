@@ -15,7 +15,12 @@ from mmengine.logging import print_log
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .teacher_fold import fold_student_from_teacher
+
 CHANNEL_ORDERS = ('first', 'magnitude')
+# What ``model.student_init_from_teacher`` accepts: a slice in either channel order, or a fold
+# of all channels (teacher_fold.py).
+STUDENT_INIT_MODES = (*CHANNEL_ORDERS, 'fold')
 
 _LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -59,7 +64,8 @@ def _input_index(teacher_in: int, student_in: int,
 def init_student_from_teacher(student: nn.Module, teacher: nn.Module,
                               channel_order: str = 'magnitude') -> nn.Module:
     """Copy ``teacher``'s weights into ``student``, keeping a subset of every wider layer's
-    channels.
+    channels (or, with ``channel_order='fold'``, merging all of them: see
+    :func:`fold_student_from_teacher`).
 
     Student and teacher must have the same module names and types (the same architecture,
     the student narrower). Modules are visited in registration order; the output channels a
@@ -72,14 +78,21 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module,
         channel_order (str): ``'first'`` keeps the first channels of every layer, which is
             consistent for any topology (residual networks included); ``'magnitude'`` keeps
             the channels with the largest BatchNorm |gamma| (or weight L1 norm), which assumes
-            the layers run as a chain in registration order (LeNet, VGG, MLP heads).
+            the layers run as a chain in registration order (LeNet, VGG, MLP heads);
+            ``'fold'`` clusters every layer's channels and merges each cluster into one
+            (same assumption, and ReLU-like activations).
 
     Returns:
         nn.Module: ``student``.
     """
-    if channel_order not in CHANNEL_ORDERS:
-        raise ValueError(f'channel_order must be one of {CHANNEL_ORDERS}, got '
+    if channel_order not in STUDENT_INIT_MODES:
+        raise ValueError(f'channel_order must be one of {STUDENT_INIT_MODES}, got '
                          f'{channel_order!r}.')
+    if channel_order == 'fold':
+        fold_student_from_teacher(student, teacher)
+        print_log('Student initialised from the teacher (channels folded).', logger='current',
+                  level=logging.INFO)
+        return student
     teacher_modules = dict(teacher.named_modules())
     student_modules = list(student.named_modules())
     ordered_teacher = list(teacher.named_modules())
