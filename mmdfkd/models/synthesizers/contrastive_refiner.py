@@ -71,4 +71,4 @@ class InstanceContrastRefiner(nn.Module):
             with torch.no_grad():
                 pixels.copy_(torch.maximum(torch.minimum(pixels, pixel_range[1]),
                                            pixel_range[0]))
-        return pixels.detach(), float(loss)
+        return pixels.detach(), loss.item()
