@@ -64,6 +64,8 @@ SUITES: dict[str, Suite] = {
                 'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py', FOLDED),
             Row('fast_dfkd-short-folded', 'white-box',
                 'configs/fast_dfkd/fast_dfkd_short_lenet5bn_lenet5half_fmnist.py', FOLDED),
+            Row('fast_dfkd-priors-folded', 'white-box',
+                'configs/fast_dfkd/fast_dfkd_priors_folded_lenet5bn_lenet5half_fmnist.py'),
             Row('cpsc_dfkd', 'white-box', CPSC_FMNIST),
             Row('cpsc_dfkd-no_contrast', 'white-box', CPSC_FMNIST,
                 ('model.synthesizer.contrastive=None', )),
@@ -77,6 +79,8 @@ SUITES: dict[str, Suite] = {
                 ('model.student_init_from_teacher=magnitude', )),
             Row('cpsc_dfkd-replay-folded', 'white-box',
                 'configs/cpsc_dfkd/cpsc_dfkd_replay_lenet5bn_lenet5half_fmnist.py', FOLDED),
+            Row('cpsc_dfkd-priors-folded', 'white-box',
+                'configs/cpsc_dfkd/cpsc_dfkd_priors_folded_lenet5bn_lenet5half_fmnist.py'),
         )),
     # Black-box: the LeNet-5 teacher is reached only through HardLabelTeacher (top-1 labels).
     'fmnist-blackbox': Suite(

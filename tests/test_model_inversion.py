@@ -17,7 +17,8 @@ POOL_CONFIGS = ['deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py',
                 'deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py',
                 'cmi/cmi_lenet5bn_lenet5half_fmnist.py',
                 'fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py',
-                'fast_dfkd/fast_dfkd_short_lenet5bn_lenet5half_fmnist.py']
+                'fast_dfkd/fast_dfkd_short_lenet5bn_lenet5half_fmnist.py',
+                'fast_dfkd/fast_dfkd_priors_folded_lenet5bn_lenet5half_fmnist.py']
 SMALL = {'model.synthesizer.iterations': 3, 'model.synthesizer.batch_size': 20,
          'custom_hooks': []}
 

@@ -3,17 +3,14 @@
 # instead of 100, so the images keep the priors' variety and the pool grows 10x faster.
 # Offline 10K-image probes (docs/benchmarks.md): noise + 100 steps 68.3 %, priors + 100 steps
 # 73.9 %, priors + 30 steps 77.5 %, priors + 10 steps 79.6 %.
-_base_ = ['./deepinversion_lenet5bn_lenet5half_fmnist.py']
+_base_ = ['./deepinversion_lenet5bn_lenet5half_fmnist.py',
+          '../_base_/models/fmnist_image_prior.py']
 
 model = dict(
     synthesizer=dict(
         iterations=10,
         # The Fashion-MNIST prior recipe of configs/dipkd/dipkd_lenet5_lenet5_fmnist.py.
-        init=dict(type='ImagePriorGenerator', image_shape=(1, 32, 32), mean=[72.94],
-                  std=[90.0], hierarchical=True, rotation=45.0, elastic_alpha=3.0,
-                  elastic_sigma=2.0, crop_scale=(0.5, 1.0), mix_prob=0.5, monochrome_prob=0.5,
-                  background_prob=1.0, background_range=(0.0, 0.1), zoom_range=(0.6, 1.0),
-                  aspect_sigma=0.4),
+        init={{_base_.fmnist_image_prior}},
         # Keep every batch: the student's accuracy grows with the pool (offline probes with
         # the same recipe: 10K images 79.7 %, 40K 82.8 %, 80K 83.8 %).
         pool=dict(type='SyntheticDataPool', max_images=120000, policy='fifo'),

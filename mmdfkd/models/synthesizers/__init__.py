@@ -1,5 +1,5 @@
 from .base import BaseSynthesizer, PooledSynthesizer
-from .generator import DCGANGenerator
+from .generator import DCGANGenerator, PriorResidualGenerator, sample_latent
 from .data_pool import SyntheticDataPool
 from .generator_synthesizer import GeneratorSynthesizer
 from .generative_inversion_synthesizer import GenerativeInversionSynthesizer
@@ -10,6 +10,7 @@ from .diffusion_synthesizer import DiffusionSynthesizer
 
 __all__ = [
     'BaseSynthesizer', 'PooledSynthesizer', 'GenerativeInversionSynthesizer', 'DCGANGenerator',
+    'PriorResidualGenerator', 'sample_latent',
     'GeneratorSynthesizer', 'InversionSynthesizer', 'SyntheticDataPool',
     'ImagePriorSynthesizer', 'InstanceContrastRefiner', 'DiffusionSynthesizer'
 ]

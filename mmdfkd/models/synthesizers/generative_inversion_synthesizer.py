@@ -13,6 +13,7 @@ from mmdfkd.models.utils import (META_METHODS, BalancedLabelSampler, BatchAugmen
                                  ModuleOutputRecorder, evaluation_mode)
 from mmdfkd.registry import MODELS
 from .base import PooledSynthesizer
+from .generator import sample_latent
 
 if TYPE_CHECKING:
     from mmdfkd.models.algorithms import DataFreeDistiller
@@ -156,8 +157,7 @@ class GenerativeInversionSynthesizer(PooledSynthesizer):
                              'head optimizer).')
         device = self._device_probe.device
         targets = self.balanced_targets(self.batch_size, device)
-        z = torch.randn(self.batch_size, self.generator.latent_dim, device=device,
-                        requires_grad=True)
+        z = sample_latent(self.generator, self.batch_size, device).requires_grad_(True)
         work = self._working_generator().train()
         # A fresh inner optimiser per batch: each batch is its own (warm-started) problem.
         inner = torch.optim.Adam([{'params': work.parameters(), 'lr': self.lr_g},

@@ -94,6 +94,10 @@ class DCGANGenerator(BaseModule):
     def conditional(self) -> bool:
         return self.label_embedding is not None
 
+    def sample_latent(self, n: int, device: torch.device | str = 'cpu') -> torch.Tensor:
+        """``n`` latent codes ``z ~ N(0, I)``."""
+        return torch.randn(n, self.latent_dim, device=device)
+
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.conditional:
             if labels is None:
@@ -104,3 +108,74 @@ class DCGANGenerator(BaseModule):
         for layer in self.body:
             x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
         return x
+
+
+@MODELS.register_module()
+class PriorResidualGenerator(BaseModule):
+    """A generator whose samples are DIP-KD image priors plus a learned residual (our
+    addition): ``G(z) = prior + residual_scale * inner(noise[, labels])``.
+
+    Generator-based methods start from images that look like nothing (``inner(noise)`` of an
+    untrained DCGAN); DeepInversion started from image priors instead of noise gained most of
+    its accuracy on Fashion-MNIST (``docs/benchmarks.md``). This lets CPSC-DFKD and Fast-DFKD
+    start from the same priors: the prior's pixels are the first ``C*H*W`` entries of the
+    latent code and the inner generator's noise the rest, so a synthesizer that optimises
+    ``z`` (Fast-DFKD's inner loop) also moves the prior's pixels (at ``lr_z``), and one that
+    only samples ``z`` (CPSC-DFKD) gets a new prior per sample. The inner generator learns
+    what to add to the priors (class-dependent when it is conditional).
+
+    Args:
+        generator (dict): Inner generator config, e.g. ``DCGANGenerator`` (its ``channels``
+            and ``img_size`` must match ``prior.image_shape``).
+        prior (dict): ``ImagePriorGenerator`` config (in the teacher's normalised space).
+        residual_scale (float): Scale of the inner generator's output (the DCGAN ends with a
+            BN, so about unit variance before scaling).
+    """
+
+    def __init__(self, generator: dict, prior: dict, residual_scale: float = 0.3,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.inner = MODELS.build(generator)
+        self.prior = MODELS.build(prior)
+        shape = (self.inner.channels, self.inner.img_size, self.inner.img_size)
+        if tuple(self.prior.image_shape) != shape:
+            raise ValueError(f'model.synthesizer.generator.prior.image_shape '
+                             f'{tuple(self.prior.image_shape)} must equal the inner '
+                             f'generator\'s (channels, img_size, img_size) {shape}')
+        if residual_scale < 0:
+            raise ValueError('model.synthesizer.generator.residual_scale must be >= 0, got '
+                             f'{residual_scale}')
+        self.residual_scale = residual_scale
+        self.img_size, self.channels = self.inner.img_size, self.inner.channels
+        self.num_classes = getattr(self.inner, 'num_classes', None)
+        self.prior_dim = self.channels * self.img_size ** 2
+        self.noise_dim = self.inner.latent_dim
+        self.latent_dim = self.prior_dim + self.noise_dim
+
+    @property
+    def conditional(self) -> bool:
+        return bool(getattr(self.inner, 'conditional', False))
+
+    def sample_latent(self, n: int, device: torch.device | str = 'cpu') -> torch.Tensor:
+        """``n`` codes ``[flattened prior, noise]``: fresh priors, ``noise ~ N(0, I)``."""
+        priors = self.prior(n).to(device).flatten(1)
+        return torch.cat([priors, torch.randn(n, self.noise_dim, device=device)], 1)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if z.size(1) != self.latent_dim:
+            raise ValueError(f'PriorResidualGenerator expects codes of size {self.latent_dim} '
+                             f'(prior {self.prior_dim} + noise {self.noise_dim}), got '
+                             f'{z.size(1)}; draw them with sample_latent().')
+        priors, noise = z.split([self.prior_dim, self.noise_dim], 1)
+        residual = self.inner(noise, labels) if self.conditional else self.inner(noise)
+        return priors.view(-1, self.channels, self.img_size, self.img_size) + \
+            self.residual_scale * residual
+
+
+def sample_latent(generator: nn.Module, n: int,
+                  device: torch.device | str = 'cpu') -> torch.Tensor:
+    """Latent codes for ``generator``: its own ``sample_latent`` when it has one (structured
+    codes such as :class:`PriorResidualGenerator`'s), else ``N(0, I)`` of ``latent_dim``."""
+    if hasattr(generator, 'sample_latent'):
+        return generator.sample_latent(n, device)
+    return torch.randn(n, generator.latent_dim, device=device)

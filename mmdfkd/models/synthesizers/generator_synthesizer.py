@@ -10,6 +10,7 @@ from torch import nn
 from mmdfkd.models.utils import BalancedLabelSampler, classifier_logits_and_features
 from mmdfkd.registry import MODELS
 from .base import BaseSynthesizer
+from .generator import sample_latent
 
 if TYPE_CHECKING:
     from mmdfkd.models.algorithms import DataFreeDistiller
@@ -113,7 +114,7 @@ class GeneratorSynthesizer(BaseSynthesizer):
 
     def _generate(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = next(self.generator.parameters()).device
-        z = torch.randn(batch_size, self.generator.latent_dim, device=device)
+        z = sample_latent(self.generator, batch_size, device)
         if not self.conditional:
             return self.generator(z), None
         labels = self.balanced_labels(batch_size, device)
