@@ -6,7 +6,8 @@ import torch
 
 from mmdfkd.apis import build_runner
 from mmdfkd.apis.synthesize import build_from_checkpoint, export_image_folder
-from mmdfkd.models.utils.image_priors import (diverse_priors, hierarchical_noise,
+from mmdfkd.models.utils.image_priors import (diverse_priors, gaussian_blur,
+                                              hierarchical_noise, random_resized_crop,
                                               semantic_mask, seeded)
 from mmdfkd.registry import MODELS
 
@@ -61,6 +62,26 @@ def test_hierarchical_noise_and_semantic_mask():
     # The blur/sharpen iteration converges to nearly binary blobs covering both sides.
     assert ((mask < 0.1) | (mask > 0.9)).float().mean() > 0.6
     assert 0.2 < mask.mean() < 0.8
+
+
+def test_batched_blur_and_crop_match_torchvision():
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as TF
+    images = torch.rand(6, 2, 32, 32)
+    for k, sigma in ((7, 1.5), (17, 2.0)):
+        assert torch.allclose(gaussian_blur(images, k, sigma),
+                              TF.gaussian_blur(images, [k, k], [sigma, sigma]), atol=1e-5)
+    # Same seed, same boxes: torchvision's per-image resized_crop, away from the box edges
+    # (torchvision clamps at the crop's edge, grid_sample at the image's).
+    with seeded(3):
+        ours = random_resized_crop(images, (0.3, 1.0))
+    crop = v2.RandomResizedCrop((32, 32), scale=(0.3, 1.0))
+    with seeded(3):
+        boxes = [crop.make_params([img]) for img in images]
+    ref = torch.stack([TF.resized_crop(img, b['top'], b['left'], b['height'], b['width'],
+                                       [32, 32]) for img, b in zip(images, boxes)])
+    assert any(b['height'] < 30 for b in boxes)
+    assert torch.allclose(ours[..., 2:-2, 2:-2], ref[..., 2:-2, 2:-2], atol=1e-4)
 
 
 def datafree_cfg(config: str, work_dir: str, teacher_ckpt: str, max_iters: int,
