@@ -124,3 +124,29 @@ def test_fold_errors_name_the_key():
                                                         with_bn=False)))
     with pytest.raises(ValueError, match="student_init_from_teacher='fold'"):
         init_student_from_teacher(no_bn, teacher, 'fold')
+
+
+def test_distiller_passes_the_fold_seed(teacher_ckpt):
+    """``model.student_init_seed`` reaches the fold's k-means: the distiller's student equals
+    a direct fold with that seed, another seed merges different channels, and a bad value
+    names the key."""
+    from mmdfkd.models.algorithms import DataFreeDistiller
+    synth = dict(type='InversionSynthesizer', image_shape=(1, 32, 32), num_classes=10,
+                 batch_size=8, iterations=1)
+
+    def folded(seed: int) -> torch.nn.Module:
+        distiller = DataFreeDistiller(teacher=LENET5BN, student=LENET5HALF, synthesizer=synth,
+                                      teacher_ckpt=teacher_ckpt,
+                                      distill_loss=dict(type='KLDivergenceLoss'),
+                                      student_init_from_teacher='fold', student_init_seed=seed)
+        distiller.init_weights()
+        return distiller
+
+    first, second = folded(0), folded(3)
+    direct = fold_student_from_teacher(MODELS.build(LENET5HALF), first.teacher, seed=3)
+    for key, value in direct.state_dict().items():
+        assert torch.equal(second.student.state_dict()[key], value), key
+    assert any(not torch.equal(a, b) for a, b in zip(first.student.state_dict().values(),
+                                                      second.student.state_dict().values()))
+    with pytest.raises(ValueError, match='model.student_init_seed'):
+        folded(-1)

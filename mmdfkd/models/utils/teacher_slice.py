@@ -62,7 +62,7 @@ def _input_index(teacher_in: int, student_in: int,
 
 @torch.no_grad()
 def init_student_from_teacher(student: nn.Module, teacher: nn.Module,
-                              channel_order: str = 'magnitude') -> nn.Module:
+                              channel_order: str = 'magnitude', seed: int = 0) -> nn.Module:
     """Copy ``teacher``'s weights into ``student``, keeping a subset of every wider layer's
     channels (or, with ``channel_order='fold'``, merging all of them: see
     :func:`fold_student_from_teacher`).
@@ -81,6 +81,8 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module,
             the layers run as a chain in registration order (LeNet, VGG, MLP heads);
             ``'fold'`` clusters every layer's channels and merges each cluster into one
             (same assumption, and ReLU-like activations).
+        seed (int): Seed of the fold's k-means restarts (``'fold'`` only; the slices are
+            deterministic).
 
     Returns:
         nn.Module: ``student``.
@@ -89,8 +91,9 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module,
         raise ValueError(f'channel_order must be one of {STUDENT_INIT_MODES}, got '
                          f'{channel_order!r}.')
     if channel_order == 'fold':
-        fold_student_from_teacher(student, teacher)
-        print_log('Student initialised from the teacher (channels folded).', logger='current',
+        fold_student_from_teacher(student, teacher, seed=seed)
+        print_log(f'Student initialised from the teacher (channels folded, seed {seed}).',
+                  logger='current',
                   level=logging.INFO)
         return student
     teacher_modules = dict(teacher.named_modules())
