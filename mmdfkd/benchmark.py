@@ -98,9 +98,13 @@ SUITES: dict[str, Suite] = {
             Row('dipkd-100k', 'hard-label',
                 'configs/dipkd/dipkd_100k_lenet5_lenet5_fmnist.py'),
             Row('dipkd-50k-remote', 'hard-label (HTTP)', DIPKD_FMNIST, serve=True),
-            # The best row again, with the teacher behind tools/serve_teacher.py.
             Row('dipkd-50k-labelmix-remote', 'hard-label (HTTP)',
                 'configs/dipkd/dipkd_labelmix_lenet5_lenet5_fmnist.py', serve=True),
+            Row('dipkd-50k-texture', 'hard-label',
+                'configs/dipkd/dipkd_labelmix_texture_lenet5_lenet5_fmnist.py'),
+            # The best row again, with the teacher behind tools/serve_teacher.py.
+            Row('dipkd-50k-texture-remote', 'hard-label (HTTP)',
+                'configs/dipkd/dipkd_labelmix_texture_lenet5_lenet5_fmnist.py', serve=True),
         )),
     # DiffDFKD on CPU: a small DDPM trained on sklearn digits (tools/train_ddpm.py) steered by
     # the LeNet-5-BN teacher of the fmnist suite.

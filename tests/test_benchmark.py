@@ -89,8 +89,9 @@ def test_blackbox_and_diffusion_suites_point_at_real_configs():
     assert {'naive-kd-noise', 'dipkd-50k', 'dipkd-100k', 'dipkd-50k-remote'} <= set(bb)
     assert bb['dipkd-50k-remote'].serve and not bb['dipkd-50k'].serve
     # the remote variant of the best row buys the same labels through the server
-    assert bb['dipkd-50k-labelmix-remote'].serve
-    assert bb['dipkd-50k-labelmix-remote'].config == bb['dipkd-50k-labelmix'].config
+    for best in ('dipkd-50k-labelmix', 'dipkd-50k-texture'):
+        assert bb[f'{best}-remote'].serve and not bb[best].serve
+        assert bb[f'{best}-remote'].config == bb[best].config
     assert all(r.access.startswith('hard-label') for r in bb.values())
     assert SUITES['fmnist-blackbox'].teacher_config == 'configs/teachers/lenet5_fmnist.py'
     for suite in ('fmnist-blackbox', 'fmnist-diffusion'):

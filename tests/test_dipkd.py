@@ -1,4 +1,5 @@
 """DIP-KD: image priors, the three phases on the runner, budget stop + exact resume."""
+import glob
 import os.path as osp
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from mmdfkd.apis import build_runner
 from mmdfkd.apis.synthesize import build_from_checkpoint, export_image_folder
-from mmdfkd.models.utils.image_priors import (diverse_priors, gaussian_blur,
+from mmdfkd.models.utils.image_priors import (diverse_priors, gaussian_blur, grating_texture,
                                               hierarchical_noise, random_resized_crop,
                                               semantic_mask, seeded)
 from mmdfkd.registry import MODELS
@@ -62,6 +63,31 @@ def test_hierarchical_noise_and_semantic_mask():
     # The blur/sharpen iteration converges to nearly binary blobs covering both sides.
     assert ((mask < 0.1) | (mask > 0.9)).float().mean() > 0.6
     assert 0.2 < mask.mean() < 0.8
+
+
+def test_texture_only_darkens_with_oriented_stripes_of_the_asked_frequency():
+    kwargs = dict(rotation=45, background_prob=1.0, zoom_range=(0.6, 1.0), aspect_sigma=0.4)
+    with seeded(5):
+        plain = diverse_priors(16, 1, (32, 32), **kwargs)
+    with seeded(5):
+        textured = diverse_priors(16, 1, (32, 32), texture_prob=1.0, **kwargs)
+    # drawn last: the untextured part of a seeded batch is unchanged, the texture only dims it
+    assert (textured <= plain + 1e-6).all() and not torch.equal(textured, plain)
+    with seeded(5):
+        off = diverse_priors(16, 1, (32, 32), texture_prob=0.0, **kwargs)
+    assert torch.equal(off, plain)
+    with seeded(0):
+        tex = grating_texture(256, (32, 32), freq=(8.0, 8.0))
+    assert tex.shape == (256, 1, 32, 32) and tex.min() >= 0 and tex.max() <= 1
+    # a grating of 8 cycles per 32 rows: its spectrum peaks at radius 8 (up to the angle's
+    # rounding onto the pixel grid), wherever the orientation points
+    spectrum = torch.fft.fft2(tex[:, 0] - tex[:, 0].mean((1, 2), keepdim=True)).abs()
+    fy, fx = torch.meshgrid(torch.fft.fftfreq(32) * 32, torch.fft.fftfreq(32) * 32,
+                            indexing='ij')
+    radius = (fy ** 2 + fx ** 2).sqrt().flatten()
+    peak = radius[spectrum.flatten(1).argmax(1)]
+    deep = (tex.amax((1, 2, 3)) - tex.amin((1, 2, 3))) > 0.2  # skip near-zero depths
+    assert ((peak[deep] - 8).abs() <= 1.5).float().mean() > 0.95
 
 
 def test_batched_blur_and_crop_match_torchvision():
@@ -238,6 +264,8 @@ def test_dipkd_config_errors(lenet5_ckpt):
         MODELS.build(dict(base, phase_iters=dict(synthesis=2, primer=1, contrast=1)))
     with pytest.raises(TypeError, match='must be a teacher wrapper'):
         MODELS.build(dict(base, teacher=LENET5))
+    with pytest.raises(ValueError, match='model.synthesizer.texture_prob'):
+        MODELS.build(dict(base, synthesizer=dict(base['synthesizer'], texture_prob=1.5)))
     model = MODELS.build(base)
     assert model.phase_at(0) == ('synthesis', 0) and model.phase_at(3) == ('distill', 0)
     with pytest.raises(RuntimeError, match='set train_cfg.max_iters=4'):
@@ -253,12 +281,17 @@ def test_dipkd_loop_longer_than_phases_fails_at_once(lenet5_ckpt, tmp_path):
     assert int(runner.model.teacher.queries) == 0
 
 
-@pytest.mark.parametrize('name', ['dipkd_lenet5_lenet5_fmnist', 'dipkd_10k_lenet5_lenet5_fmnist',
-                                  'dipkd_25k_lenet5_lenet5_fmnist',
-                                  'dipkd_100k_lenet5_lenet5_fmnist',
-                                  'dipkd_50k_long_lenet5_lenet5_fmnist',
-                                  'dipkd_labelmix_lenet5_lenet5_fmnist',
-                                  'naive_kd_noise_lenet5_lenet5_fmnist'])
+DIPKD_CONFIGS = sorted(osp.basename(p)[:-3]
+                       for p in glob.glob(config_path('dipkd', '*_fmnist.py')))
+
+
+def test_dipkd_configs_are_all_found():
+    assert {'dipkd_lenet5_lenet5_fmnist', 'dipkd_labelmix_lenet5_lenet5_fmnist',
+            'dipkd_labelmix_texture_lenet5_lenet5_fmnist',
+            'naive_kd_noise_lenet5_lenet5_fmnist'} <= set(DIPKD_CONFIGS)
+
+
+@pytest.mark.parametrize('name', DIPKD_CONFIGS)
 def test_every_dipkd_config_is_consistent_and_builds(name, lenet5_ckpt):
     from mmengine.config import Config
     cfg = Config.fromfile(config_path('dipkd', f'{name}.py'))
@@ -274,3 +307,6 @@ def test_every_dipkd_config_is_consistent_and_builds(name, lenet5_ckpt):
     model_cfg['teacher']['checkpoint'] = lenet5_ckpt
     model = MODELS.build(model_cfg)
     assert model.total_iters == cfg.train_cfg.max_iters
+    # options set in a config reach the prior generator
+    assert (model.synthesizer.priors.prior_kwargs.get('texture_prob', 0.0)
+            == synth.get('texture_prob', 0.0))

@@ -44,6 +44,9 @@ class ImagePriorSynthesizer(PooledSynthesizer):
         zoom_range (tuple, optional): Zoom-out factors (black margins); ``None`` = off.
         aspect_sigma (float): Log-normal aspect-ratio jitter of the zoom.
         shift (float): Random shift after the zoom (fraction of the half-size).
+        texture_prob (float): Fraction of priors multiplied by an oriented grating (fine
+            stripes inside the objects; our addition, 0 = off).
+        texture_freq (tuple): Range of the grating's cycles per image height.
         label_mix (float): Fraction of ``num_images`` bought as mixes (``label_mix_mode``)
             of two priors already in the pool whose teacher labels *differ* (our addition,
             not in the paper). They are made after the plain priors, each costs one query
@@ -74,7 +77,8 @@ class ImagePriorSynthesizer(PooledSynthesizer):
                  mix_prob: float = 0.5, monochrome_prob: float = 0.5, mask_sigma: float = 1.5,
                  background_prob: float = 0.0, background_range: tuple[float, float] = (0.0, 0.1),
                  zoom_range: tuple[float, float] | None = None, aspect_sigma: float = 0.0,
-                 shift: float = 0.0, label_mix: float = 0.0,
+                 shift: float = 0.0, texture_prob: float = 0.0,
+                 texture_freq: tuple[float, float] = (6.0, 14.0), label_mix: float = 0.0,
                  label_mix_lam: tuple[float, float] = (0.2, 0.8),
                  label_mix_balanced: bool = False, label_mix_mode: str = 'blend',
                  balanced: bool = True,
@@ -84,6 +88,10 @@ class ImagePriorSynthesizer(PooledSynthesizer):
         super().__init__(pool=pool, init_cfg=init_cfg)
         if not 0 <= mix_prob <= 1 or not 0 <= monochrome_prob <= 1:
             raise ValueError('model.synthesizer.mix_prob and monochrome_prob must be in [0, 1]')
+        if not 0 <= texture_prob <= 1 or not 0 < texture_freq[0] <= texture_freq[1]:
+            raise ValueError('model.synthesizer.texture_prob must be in [0, 1] and texture_freq '
+                             f'(low, high) with 0 < low <= high, got {texture_prob}, '
+                             f'{texture_freq}')
         if not 0 <= label_mix < 1:
             raise ValueError('model.synthesizer.label_mix is the fraction of num_images bought '
                              f'as blends of labelled priors; it must be in [0, 1), got {label_mix}')
@@ -103,7 +111,8 @@ class ImagePriorSynthesizer(PooledSynthesizer):
             crop_scale=crop_scale, mix_prob=mix_prob,
             monochrome_prob=monochrome_prob, mask_sigma=mask_sigma,
             background_prob=background_prob, background_range=background_range,
-            zoom_range=zoom_range, aspect_sigma=aspect_sigma, shift=shift)
+            zoom_range=zoom_range, aspect_sigma=aspect_sigma, shift=shift,
+            texture_prob=texture_prob, texture_freq=tuple(texture_freq))
         # Plain priors come first; the rest of the pool are blends of their pairs.
         self.num_plain = num_images - round(label_mix * num_images)
         self.label_mix_lam = tuple(label_mix_lam)
