@@ -30,6 +30,14 @@ DIPKD_FMNIST = 'configs/dipkd/dipkd_lenet5_lenet5_fmnist.py'
 # The student folded from the teacher's channels, at the 5x lower learning rate that keeps it
 # (configs/deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py).
 FOLDED = ('model.student_init_from_teacher=fold', 'optim_wrapper.student.optimizer.lr=0.01')
+# The synthesis recipe of the best black-box row (label mixes + textured priors, as in
+# configs/dipkd/dipkd_labelmix_texture_lenet5_lenet5_fmnist.py) applied to the 25K / 100K
+# configs: the accuracy-vs-queries curve of that recipe. tests/test_benchmark.py checks that
+# these options on the 50K config give exactly the texture config's synthesizer.
+LABELMIX_TEXTURE = ('model.synthesizer.label_mix=0.7', 'model.synthesizer.label_mix_balanced=True',
+                    'model.synthesizer.label_mix_mode=overlay',
+                    'model.synthesizer.texture_prob=1.0',
+                    'model.synthesizer.texture_freq=(6.0,14.0)')
 
 SUITES: dict[str, Suite] = {
     'fmnist': Suite(
@@ -105,6 +113,10 @@ SUITES: dict[str, Suite] = {
             # The best row again, with the teacher behind tools/serve_teacher.py.
             Row('dipkd-50k-texture-remote', 'hard-label (HTTP)',
                 'configs/dipkd/dipkd_labelmix_texture_lenet5_lenet5_fmnist.py', serve=True),
+            Row('dipkd-25k-texture', 'hard-label',
+                'configs/dipkd/dipkd_25k_lenet5_lenet5_fmnist.py', LABELMIX_TEXTURE),
+            Row('dipkd-100k-texture', 'hard-label',
+                'configs/dipkd/dipkd_100k_lenet5_lenet5_fmnist.py', LABELMIX_TEXTURE),
         )),
     # DiffDFKD on CPU: a small DDPM trained on sklearn digits (tools/train_ddpm.py) steered by
     # the LeNet-5-BN teacher of the fmnist suite.

@@ -84,6 +84,31 @@ def test_fields_only_merge_keeps_the_other_columns(tmp_path):
     assert rows['dafl']['student_acc_at_mark'] == 40.0
 
 
+def test_labelmix_texture_options_reproduce_the_texture_config():
+    """The 25K / 100K texture rows apply LABELMIX_TEXTURE to the plain configs; on the 50K
+    config the options must give exactly the texture config's synthesizer (no drift)."""
+    import argparse
+
+    from mmengine.config import Config, DictAction
+
+    from mmdfkd.benchmark import LABELMIX_TEXTURE
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    options = parser.parse_args(['--cfg-options', *LABELMIX_TEXTURE]).cfg_options
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/dipkd/dipkd_lenet5_lenet5_fmnist.py'))
+    cfg.merge_from_dict(options)
+    texture = Config.fromfile(
+        osp.join(ROOT, 'configs/dipkd/dipkd_labelmix_texture_lenet5_lenet5_fmnist.py'))
+    assert cfg.model.synthesizer.to_dict() == texture.model.synthesizer.to_dict()
+    bb = {r.method: r for r in SUITES['fmnist-blackbox'].rows}
+    for method, images in (('dipkd-25k-texture', 25000), ('dipkd-100k-texture', 100000)):
+        row = Config.fromfile(osp.join(ROOT, bb[method].config))
+        row.merge_from_dict(options)
+        assert row.model.synthesizer.num_images == images == row.model.teacher.query_budget
+        assert row.model.synthesizer.texture_prob == 1.0
+        assert row.model.synthesizer.label_mix_mode == 'overlay'
+
+
 def test_blackbox_and_diffusion_suites_point_at_real_configs():
     bb = {r.method: r for r in SUITES['fmnist-blackbox'].rows}
     assert {'naive-kd-noise', 'dipkd-50k', 'dipkd-100k', 'dipkd-50k-remote'} <= set(bb)
