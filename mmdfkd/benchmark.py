@@ -89,6 +89,9 @@ SUITES: dict[str, Suite] = {
                 'configs/cpsc_dfkd/cpsc_dfkd_replay_lenet5bn_lenet5half_fmnist.py', FOLDED),
             Row('cpsc_dfkd-priors-folded', 'white-box',
                 'configs/cpsc_dfkd/cpsc_dfkd_priors_folded_lenet5bn_lenet5half_fmnist.py'),
+            Row('cpsc_dfkd-priors-refined-folded', 'white-box',
+                'configs/cpsc_dfkd/'
+                'cpsc_dfkd_priors_refined_folded_lenet5bn_lenet5half_fmnist.py'),
         )),
     # Black-box: the LeNet-5 teacher is reached only through HardLabelTeacher (top-1 labels).
     'fmnist-blackbox': Suite(

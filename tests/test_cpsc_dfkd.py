@@ -163,3 +163,73 @@ def test_replay_pool_keeps_generated_batches_and_mixes_them_into_student_batches
         MODELS.build(dict(type='GeneratorSynthesizer', class_ce_weight=1.0, replay_ratio=1.5,
                           generator=dict(type='DCGANGenerator', latent_dim=16, img_size=32,
                                          channels=1, ngf=4, num_classes=10)))
+
+
+def test_pixel_refinement_pools_refined_images_and_leaves_the_generator_alone(
+        teacher_ckpt, tmp_path):
+    """GeneratorSynthesizer(refine_steps=...): the pool gets the generator's batch after pixel
+    steps on the same objective (teacher CE on the fixed labels drops, pixels stay in range),
+    the generator is updated by its own step only, and every refinement query is counted."""
+    from mmengine.optim import OptimWrapper
+
+    from mmdfkd.models.algorithms import DataFreeDistiller
+
+    from .conftest import LENET5BN, LENET5HALF
+    distiller = DataFreeDistiller(
+        teacher=LENET5BN, student=LENET5HALF, teacher_ckpt=teacher_ckpt,
+        synthesizer=dict(type='GeneratorSynthesizer', batch_size=8, class_ce_weight=1.0,
+                         bn=dict(type='BNStatisticsLoss'),
+                         adversarial=dict(type='AdversarialDisagreementLoss'),
+                         generator=dict(type='DCGANGenerator', latent_dim=16, img_size=32,
+                                        channels=1, ngf=4, num_classes=10),
+                         pool=dict(type='SyntheticDataPool'), replay_ratio=0.5,
+                         refine_steps=5, refine_lr=0.1, pixel_range=(-0.81, 2.02)),
+        distill_loss=dict(type='KLDivergenceLoss'))
+    distiller.set_work_dir(str(tmp_path))
+    synth = distiller.synthesizer
+    generated = []
+    generate = synth._generate
+
+    def recording_generate(n):
+        images, labels = generate(n)
+        generated.append((images.detach().clone(), labels))
+        return images, labels
+
+    synth._generate = recording_generate
+    student_calls = []
+    student_forward = distiller.student_forward
+
+    def counting_student_forward(images, **kwargs):
+        student_calls.append(len(images))
+        return student_forward(images, **kwargs)
+
+    distiller.student_forward = counting_student_forward
+    before = [p.detach().clone() for p in synth.generator.parameters()]
+    sgd = OptimWrapper(torch.optim.SGD(synth.generator.parameters(), lr=0.0))
+    out = synth.synthesize(distiller, sgd)  # lr 0: only the refinement could move anything
+    assert all(torch.equal(a, b) for a, b in zip(before, synth.generator.parameters()))
+    raw, labels = generated[0]
+    stored = synth.pool.gather(torch.arange(8))
+    assert stored['labels'].tolist() == labels.tolist()
+    assert not torch.allclose(stored['images'], raw)
+    # clamped to the pixel range (the pool stores float16: one rounding step of slack)
+    assert stored['images'].min() >= -0.811 and stored['images'].max() <= 2.021
+    teacher = distiller.teacher
+    with torch.no_grad():
+        ce_raw = torch.nn.functional.cross_entropy(teacher(raw, mode='tensor'), labels)
+        ce_refined = torch.nn.functional.cross_entropy(
+            teacher(stored['images'], mode='tensor'), labels)
+    assert ce_refined < ce_raw
+    assert 'refined_label_acc' in out
+    # one generator step + 5 refinement steps + the final answer, 8 images each
+    assert int(distiller.teacher_queries) == 8 * 7
+    # the adversarial term is the generator's only (refine_adversarial=False): the student is
+    # asked once, for the generator step; with refine_adversarial=True once per pixel step too
+    assert student_calls == [8]
+    synth.refine_adversarial = True
+    synth.synthesize(distiller, sgd)
+    assert student_calls == [8] * 7
+    with pytest.raises(ValueError, match='refine_steps'):
+        MODELS.build(dict(type='GeneratorSynthesizer', class_ce_weight=1.0, refine_steps=3,
+                          generator=dict(type='DCGANGenerator', latent_dim=16, img_size=32,
+                                         channels=1, ngf=4, num_classes=10)))
