@@ -89,6 +89,14 @@ SUITES: dict[str, Suite] = {
                 'configs/cpsc_dfkd/cpsc_dfkd_replay_lenet5bn_lenet5half_fmnist.py', FOLDED),
             Row('cpsc_dfkd-priors-folded', 'white-box',
                 'configs/cpsc_dfkd/cpsc_dfkd_priors_folded_lenet5bn_lenet5half_fmnist.py'),
+            # The priors row with DeepInversion's student diet: 20 steps per iteration, all
+            # on pooled generator batches (fewer iterations to stay inside the budget).
+            Row('cpsc_dfkd-priors-folded-pooled20', 'white-box',
+                'configs/cpsc_dfkd/cpsc_dfkd_priors_folded_lenet5bn_lenet5half_fmnist.py',
+                ('model.student_steps=20', 'model.synthesizer.replay_ratio=1.0',
+                 'train_cfg.max_iters=480', 'param_scheduler.student.T_max=480',
+                 'param_scheduler.synthesizer.T_max=480', 'train_cfg.val_interval=96',
+                 'default_hooks.checkpoint.interval=96')),
             Row('cpsc_dfkd-priors-refined-folded', 'white-box',
                 'configs/cpsc_dfkd/'
                 'cpsc_dfkd_priors_refined_folded_lenet5bn_lenet5half_fmnist.py'),
