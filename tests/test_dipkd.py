@@ -310,3 +310,42 @@ def test_every_dipkd_config_is_consistent_and_builds(name, lenet5_ckpt):
     # options set in a config reach the prior generator
     assert (model.synthesizer.priors.prior_kwargs.get('texture_prob', 0.0)
             == synth.get('texture_prob', 0.0))
+
+
+def test_classifier_ensemble_answers_with_its_members_mean_logits():
+    from mmengine.registry import init_default_scope
+
+    from mmdfkd.models.utils import classifier_logits_and_features
+    init_default_scope('mmdfkd')
+    torch.manual_seed(0)
+    ensemble = MODELS.build(dict(type='ClassifierEnsemble', model=LENET5, num_members=3))
+    x = torch.randn(5, 1, 32, 32)
+    members = ensemble.member_logits(x)
+    assert len(members) == 3
+    # independently initialised: the members disagree
+    assert not torch.allclose(members[0], members[1])
+    assert torch.allclose(ensemble(x), (members[0] + members[1] + members[2]) / 3, atol=1e-6)
+    logits, feats = classifier_logits_and_features(ensemble, x)
+    assert torch.allclose(logits, ensemble(x), atol=1e-6) and feats.shape == (5, 3 * 84)
+    with pytest.raises(ValueError, match="mode='tensor'"):
+        ensemble(x, mode='predict')
+    with pytest.raises(ValueError, match='num_members'):
+        MODELS.build(dict(type='ClassifierEnsemble', model=LENET5, num_members=0))
+
+
+@needs_fmnist
+def test_dipkd_ensemble_primer_trains_every_member_and_teaches_the_student(lenet5_ckpt,
+                                                                           tmp_path):
+    opts = _small(budget=60, **{'model.primer': dict(type='ClassifierEnsemble',
+                                                     model=LENET5, num_members=2)})
+    runner = build_runner(datafree_cfg(CONFIG, str(tmp_path), lenet5_ckpt, max_iters=8,
+                                       **opts))
+    members_before = [{k: v.clone() for k, v in m.state_dict().items()}
+                      for m in runner.model.primer.members]
+    runner.train()
+    model = runner.model
+    for before, member in zip(members_before, model.primer.members):
+        assert any(not torch.equal(v, member.state_dict()[k]) for k, v in before.items()), \
+            'every member of the primer must be trained'
+    state = torch.load(last_checkpoint(str(tmp_path)), weights_only=False)['state_dict']
+    assert any(k.startswith('primer.members.1.') for k in state)

@@ -86,3 +86,23 @@ def test_bn_statistics_loss_zero_on_running_stats_positive_otherwise():
     assert x2.grad is not None and x2.grad.abs().sum() > 0
     with pytest.raises(ValueError, match='BatchNorm'):
         BNStatisticsLoss().bind(torch.nn.Linear(2, 2))
+
+
+def test_bn_statistics_first_layer_weight_scales_only_the_first_layer_term():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
+                              torch.nn.Conv2d(4, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    x = torch.randn(16, 1, 8, 8)
+    plain = BNStatisticsLoss().bind(net)
+    net(x)
+    total = plain().item()
+    with torch.no_grad():
+        first = net[0](x)
+        first_term = (torch.norm(first.mean((0, 2, 3)) - net[1].running_mean)
+                      + torch.norm(first.var((0, 2, 3), unbiased=False) - net[1].running_var))
+    weighted = BNStatisticsLoss(loss_weight=2.0, first_layer_weight=10.0).bind(net)
+    net(x)
+    # 2 * (10 * first + rest) with rest = total - first
+    assert weighted().item() == pytest.approx(2.0 * (total + 9.0 * first_term.item()), rel=1e-5)
+    with pytest.raises(ValueError, match='first_layer_weight'):
+        BNStatisticsLoss(first_layer_weight=-1.0)

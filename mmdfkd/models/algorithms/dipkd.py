@@ -39,7 +39,9 @@ class DIPKD(BaseModel):
         synthesizer (dict): ``ImagePriorSynthesizer`` config.
         phase_iters (dict): Iterations of ``synthesis``, ``primer``, ``contrast``,
             ``distill``; ``train_cfg.max_iters`` should be their sum.
-        primer (dict, optional): Primer classifier config (default: same as the student).
+        primer (dict, optional): Primer classifier config (default: same as the student);
+            a ``ClassifierEnsemble`` trains its members side by side and gives the student
+            their mean logits.
         contrast (dict, optional): ``InstanceContrastRefiner`` config (needed when
             ``phase_iters.contrast > 0``).
         batch_size (int): Pooled images per primer/student/contrast step.
@@ -158,7 +160,16 @@ class DIPKD(BaseModel):
         return images, labels
 
     def primer_step(self, optim_wrapper) -> dict[str, torch.Tensor]:
-        """One CE step of the primer student on teacher-labelled priors."""
+        """One CE step of the primer student on teacher-labelled priors. The members of a
+        ``ClassifierEnsemble`` primer each learn from their own batch, like separately
+        trained primers."""
+        if hasattr(self.primer, 'member_logits'):
+            losses = []
+            for member in self.primer.members:
+                images, labels = self._labelled_batch()
+                losses.append(F.cross_entropy(member(images, mode='tensor'), labels))
+            optim_wrapper.update_params(sum(losses))
+            return {'primer.loss_ce': torch.stack(losses).detach().mean()}
         images, labels = self._labelled_batch()
         loss = F.cross_entropy(self.primer(images, mode='tensor'), labels)
         optim_wrapper.update_params(loss)

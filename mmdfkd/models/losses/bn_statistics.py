@@ -25,14 +25,22 @@ class BNStatisticsLoss(nn.Module):
     Args:
         loss_weight (float): Multiplier of the loss.
         momentum (float): EMA factor ``m`` in ``[0, 1)``; 0 disables it.
+        first_layer_weight (float): Extra multiplier of the first BN layer's term (the
+            official DeepInversion code's ``first_bn_multiplier``, 10 for its ImageNet runs):
+            the first layer's statistics are the closest to pixel statistics.
     """
 
-    def __init__(self, loss_weight: float = 1.0, momentum: float = 0.0) -> None:
+    def __init__(self, loss_weight: float = 1.0, momentum: float = 0.0,
+                 first_layer_weight: float = 1.0) -> None:
         super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f'BNStatisticsLoss momentum must be in [0, 1), got {momentum}')
+        if first_layer_weight < 0:
+            raise ValueError('BNStatisticsLoss first_layer_weight must be >= 0, got '
+                             f'{first_layer_weight}')
         self.loss_weight = loss_weight
         self.momentum = momentum
+        self.first_layer_weight = first_layer_weight
         self._last_stats: list[tuple[torch.Tensor, torch.Tensor]] = []
         # Plain lists, not ModuleLists: the BN layers belong to the teacher's state dict.
         self._layers: list[_BatchNorm] = []
@@ -86,8 +94,9 @@ class BNStatisticsLoss(nn.Module):
                 m = self.momentum
                 mean = (1 - m) * mean + m * getattr(self, f'ema_mean_{idx}')
                 var = (1 - m) * var + m * getattr(self, f'ema_var_{idx}')
-            loss = loss + torch.norm(mean - layer.running_mean, 2) + torch.norm(
+            term = torch.norm(mean - layer.running_mean, 2) + torch.norm(
                 var - layer.running_var, 2)
+            loss = loss + (self.first_layer_weight * term if idx == 0 else term)
         return self.loss_weight * loss
 
     @torch.no_grad()

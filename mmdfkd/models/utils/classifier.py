@@ -9,7 +9,10 @@ def classifier_logits_and_features(model: nn.Module,
 
     The features are the head's ``pre_logits`` output (the input of its final linear layer).
     Heads with an ``fc`` layer reuse the features for the logits, so nothing runs twice.
+    A model with its own ``logits_and_features`` (``ClassifierEnsemble``) answers itself.
     """
+    if hasattr(model, 'logits_and_features'):
+        return model.logits_and_features(images)
     if not (hasattr(model, 'extract_feat') and hasattr(model, 'head')):
         raise TypeError(f'{type(model).__name__} is not an mmpretrain ImageClassifier with a '
                         'head; teachers and students must be ImageClassifier models.')

@@ -1,0 +1,3 @@
+from .ensemble import ClassifierEnsemble
+
+__all__ = ['ClassifierEnsemble']
