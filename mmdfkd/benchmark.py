@@ -128,6 +128,9 @@ SUITES: dict[str, Suite] = {
                 'configs/dipkd/dipkd_25k_lenet5_lenet5_fmnist.py', LABELMIX_TEXTURE),
             Row('dipkd-100k-texture', 'hard-label',
                 'configs/dipkd/dipkd_100k_lenet5_lenet5_fmnist.py', LABELMIX_TEXTURE),
+            # The texture recipe with a width-4 primer that also teaches on free overlays.
+            Row('dipkd-50k-wide-primer', 'hard-label',
+                'configs/dipkd/dipkd_wide_primer_lenet5_lenet5_fmnist.py'),
         )),
     # DiffDFKD on CPU: a small DDPM trained on sklearn digits (tools/train_ddpm.py) steered by
     # the LeNet-5-BN teacher of the fmnist suite.

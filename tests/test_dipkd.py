@@ -266,6 +266,10 @@ def test_dipkd_config_errors(lenet5_ckpt):
         MODELS.build(dict(base, teacher=LENET5))
     with pytest.raises(ValueError, match='model.synthesizer.texture_prob'):
         MODELS.build(dict(base, synthesizer=dict(base['synthesizer'], texture_prob=1.5)))
+    with pytest.raises(ValueError, match="unlabelled_source must be 'priors' or 'overlays'"):
+        MODELS.build(dict(base, unlabelled_batch_size=4, unlabelled_source='pool'))
+    with pytest.raises(ValueError, match='unlabelled_batch_size > 0 feeds only the L1 term'):
+        MODELS.build(dict(base, unlabelled_batch_size=4, primer_weight=0))
     model = MODELS.build(base)
     assert model.phase_at(0) == ('synthesis', 0) and model.phase_at(3) == ('distill', 0)
     with pytest.raises(RuntimeError, match='set train_cfg.max_iters=4'):
@@ -349,3 +353,38 @@ def test_dipkd_ensemble_primer_trains_every_member_and_teaches_the_student(lenet
             'every member of the primer must be trained'
     state = torch.load(last_checkpoint(str(tmp_path)), weights_only=False)['state_dict']
     assert any(k.startswith('primer.members.1.') for k in state)
+
+
+def test_sample_overlays_are_maxima_of_two_pooled_images(tmp_path):
+    synth = MODELS.build(dict(type='ImagePriorSynthesizer', image_shape=(1, 4, 4),
+                              num_images=16, batch_size=8))
+    synth.set_work_dir(str(tmp_path))
+    # Pooled "images" with a single lit pixel each: an overlay shows which two it took.
+    synth.pool.add(torch.eye(16).view(16, 1, 4, 4), labels=torch.arange(16) % 3)
+    torch.manual_seed(0)
+    overlays = synth.sample_overlays(400).flatten(1)
+    lit = (overlays > 0).sum(1)
+    assert torch.all(overlays[overlays > 0] == 1)  # maxima, not blends
+    assert torch.all((lit == 1) | (lit == 2)) and (lit == 2).float().mean() > 0.85
+    # Both images are drawn uniformly over the pool: every pooled image takes part.
+    assert torch.all(overlays.sum(0) > 0)
+
+
+@needs_fmnist
+def test_dipkd_wide_primer_teaches_the_student_on_free_overlays(lenet5_ckpt, tmp_path):
+    from mmengine.config import Config
+    wide = Config.fromfile(config_path(
+        'dipkd', 'dipkd_wide_primer_lenet5_lenet5_fmnist.py')).model.primer.to_dict()
+    opts = _small(budget=60, **{'model.primer': wide, 'model.unlabelled_batch_size': 8,
+                                'model.unlabelled_source': 'overlays'})
+    runner = build_runner(datafree_cfg(CONFIG, str(tmp_path), lenet5_ckpt, max_iters=8,
+                                       **opts))
+    model = runner.model
+    assert model.primer.backbone.out_channels == 4 * model.student.backbone.out_channels
+    calls = []
+    sample_overlays = model.synthesizer.sample_overlays
+    model.synthesizer.sample_overlays = lambda n: calls.append(n) or sample_overlays(n)
+    runner.train()
+    # One batch of overlays per distillation step, and none of them was sent to the teacher.
+    assert calls == [8, 8]
+    assert int(model.teacher.queries) == 60 and int(model.teacher.cache_hits) == 0

@@ -24,7 +24,8 @@ class DIPKD(BaseModel):
        InfoNCE on ``S0``'s features (the refined images keep their labels);
     3. ``distill``: the student learns ``ce_weight * CE(S(x), T_top1(x)) +
        primer_weight * L1(S(x), S0(x))`` on pooled images, and optionally the L1 term alone on
-       ``unlabelled_batch_size`` fresh priors per step (free: no teacher query).
+       ``unlabelled_batch_size`` unlabelled images per step (free: no teacher query), fresh
+       priors or overlays of pooled pairs (``unlabelled_source``).
 
     A phase with 0 iterations is skipped (ablations); without the primer phase the L1 term
     must be off. Later phases start only on a full pool: an iteration past the synthesis
@@ -47,7 +48,12 @@ class DIPKD(BaseModel):
         batch_size (int): Pooled images per primer/student/contrast step.
         ce_weight (float): Weight of the CE on teacher labels in the distill phase.
         primer_weight (float): Weight of the L1 to the primer's logits.
-        unlabelled_batch_size (int): Fresh priors per distill step for the L1 term only.
+        unlabelled_batch_size (int): Unlabelled images per distill step for the L1 term only.
+        unlabelled_source (str): Where they come from: ``'priors'`` (fresh priors from the
+            synthesizer) or ``'overlays'`` (pixel-wise maxima of two pooled images, see
+            ``ImagePriorSynthesizer.sample_overlays``; no synthesis cost). With a primer
+            wider than the student, overlays let the student learn more of the primer than
+            the labelled images show (docs/benchmarks.md).
         augment (list[dict], optional): torchvision ``transforms.v2`` applied per image to
             pooled batches of the primer and student (label-preserving ones only).
         augment_groups (int, optional): Groups of a batch that share one draw of
@@ -58,7 +64,8 @@ class DIPKD(BaseModel):
     def __init__(self, teacher: dict, student: dict, synthesizer: dict, phase_iters: dict,
                  primer: dict | None = None, contrast: dict | None = None,
                  batch_size: int = 100, ce_weight: float = 1.0, primer_weight: float = 1.0,
-                 unlabelled_batch_size: int = 0, augment: list[dict] | None = None,
+                 unlabelled_batch_size: int = 0, unlabelled_source: str = 'priors',
+                 augment: list[dict] | None = None,
                  augment_groups: int | None = None, data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -98,7 +105,14 @@ class DIPKD(BaseModel):
             self.contrast.build(feats.size(1))
         self.batch_size = batch_size
         self.ce_weight, self.primer_weight = ce_weight, primer_weight
+        if unlabelled_source not in ('priors', 'overlays'):
+            raise ValueError("model.unlabelled_source must be 'priors' or 'overlays', got "
+                             f'{unlabelled_source!r}')
+        if unlabelled_batch_size and not primer_weight:
+            raise ValueError('model.unlabelled_batch_size > 0 feeds only the L1 term to the '
+                             'primer: set primer_weight > 0, or unlabelled_batch_size=0')
         self.unlabelled_batch_size = unlabelled_batch_size
+        self.unlabelled_source = unlabelled_source
         self.augment = BatchAugment(augment, groups=augment_groups) if augment else None
         self._schedule_checked = False
 
@@ -204,7 +218,9 @@ class DIPKD(BaseModel):
                 primer_logits = self.primer(images, mode='tensor')
             losses['loss_l1'] = self.primer_weight * F.l1_loss(logits, primer_logits)
             if self.unlabelled_batch_size:
-                fresh = self.synthesizer.generate(self.unlabelled_batch_size)
+                fresh = (self.synthesizer.sample_overlays(self.unlabelled_batch_size)
+                         if self.unlabelled_source == 'overlays'
+                         else self.synthesizer.generate(self.unlabelled_batch_size))
                 with torch.no_grad():
                     fresh_primer = self.primer(fresh, mode='tensor')
                 losses['loss_l1_fresh'] = self.primer_weight * F.l1_loss(

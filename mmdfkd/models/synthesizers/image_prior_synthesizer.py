@@ -185,3 +185,13 @@ class ImagePriorSynthesizer(PooledSynthesizer):
     @torch.no_grad()
     def sample(self, batch_size: int) -> torch.Tensor:
         return self.sample_labelled(batch_size)[0]
+
+    @torch.no_grad()
+    def sample_overlays(self, n: int) -> torch.Tensor:
+        """``n`` pixel-wise maxima of two pooled images drawn uniformly: unlabelled images
+        from the pool's own distribution of objects, at no teacher query and no prior
+        synthesis cost (DIP-KD's primer labels them for the student's L1 term)."""
+        first, second = self.pool.sample_index(2 * n).view(2, n)
+        device = self._device_probe.device
+        return torch.maximum(self.pool.gather(first, device=device)['images'],
+                             self.pool.gather(second, device=device)['images'])
