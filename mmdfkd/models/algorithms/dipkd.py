@@ -111,6 +111,10 @@ class DIPKD(BaseModel):
         if unlabelled_batch_size and not primer_weight:
             raise ValueError('model.unlabelled_batch_size > 0 feeds only the L1 term to the '
                              'primer: set primer_weight > 0, or unlabelled_batch_size=0')
+        if unlabelled_source == 'overlays' and not hasattr(self.synthesizer, 'sample_overlays'):
+            raise ValueError("model.unlabelled_source='overlays' needs a synthesizer with "
+                             'sample_overlays() (ImagePriorSynthesizer); got '
+                             f'{type(self.synthesizer).__name__}')
         self.unlabelled_batch_size = unlabelled_batch_size
         self.unlabelled_source = unlabelled_source
         self.augment = BatchAugment(augment, groups=augment_groups) if augment else None
