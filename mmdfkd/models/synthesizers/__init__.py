@@ -4,7 +4,7 @@ from .data_pool import SyntheticDataPool
 from .generator_synthesizer import GeneratorSynthesizer
 from .generative_inversion_synthesizer import GenerativeInversionSynthesizer
 from .inversion_synthesizer import InversionSynthesizer
-from .image_prior_synthesizer import ImagePriorSynthesizer
+from .image_prior_synthesizer import ImagePriorSynthesizer, draw_differing_pairs
 from .contrastive_refiner import InstanceContrastRefiner
 from .diffusion_synthesizer import DiffusionSynthesizer
 
@@ -12,5 +12,6 @@ __all__ = [
     'BaseSynthesizer', 'PooledSynthesizer', 'GenerativeInversionSynthesizer', 'DCGANGenerator',
     'PriorResidualGenerator', 'sample_latent',
     'GeneratorSynthesizer', 'InversionSynthesizer', 'SyntheticDataPool',
-    'ImagePriorSynthesizer', 'InstanceContrastRefiner', 'DiffusionSynthesizer'
+    'ImagePriorSynthesizer', 'InstanceContrastRefiner', 'DiffusionSynthesizer',
+    'draw_differing_pairs'
 ]

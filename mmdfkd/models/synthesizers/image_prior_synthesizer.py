@@ -12,6 +12,29 @@ if TYPE_CHECKING:
     from mmdfkd.models.algorithms import DIPKD
 
 
+def draw_differing_pairs(labels: torch.Tensor, n: int, generator: torch.Generator,
+                         balanced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(first, second)`` of ``n`` pairs of labelled images whose labels differ
+    (pairs with equal labels only when too few differ, e.g. a one-class pool).
+
+    Args:
+        labels (torch.Tensor): The teacher's label of every candidate image.
+        n (int): Pairs to draw.
+        generator (torch.Generator): Random source (the draw is reproducible).
+        balanced (bool): Draw both members with every label equally likely, so rare
+            classes take part as often as common ones (``False``: uniformly over images).
+    """
+    if balanced:
+        weights = 1.0 / torch.bincount(labels).float()[labels]
+        first, second = torch.multinomial(weights, 8 * n, replacement=True,
+                                          generator=generator).view(2, 4 * n)
+    else:
+        first, second = torch.randint(len(labels), (2, 4 * n), generator=generator)
+    # Differing pairs first, in draw order; equal-label pairs fill any shortfall.
+    order = torch.argsort((labels[first] == labels[second]).long(), stable=True)[:n]
+    return first[order], second[order]
+
+
 @MODELS.register_module()
 class ImagePriorSynthesizer(PooledSynthesizer):
     """Make ``num_images`` diverse priors (:func:`diverse_priors`: hierarchical noise,
@@ -154,20 +177,13 @@ class ImagePriorSynthesizer(PooledSynthesizer):
         """``n`` blends of pairs of the pool's plain priors with different teacher labels
         (pairs with equal labels only when too few differ, e.g. a one-class pool)."""
         rng = torch.Generator().manual_seed(seed)
-        labels = self.pool.labels()[:self.num_plain]
-        if self.label_mix_balanced:
-            weights = 1.0 / torch.bincount(labels).float()[labels]
-            first, second = torch.multinomial(weights, 8 * n, replacement=True,
-                                              generator=rng).view(2, 4 * n)
-        else:
-            first, second = torch.randint(self.num_plain, (2, 4 * n), generator=rng)
-        # Differing pairs first, in draw order; equal-label pairs fill any shortfall.
-        order = torch.argsort((labels[first] == labels[second]).long(), stable=True)[:n]
+        first, second = draw_differing_pairs(self.pool.labels()[:self.num_plain], n, rng,
+                                             self.label_mix_balanced)
         low, high = self.label_mix_lam
         lam = low + (high - low) * torch.rand(n, 1, 1, 1, generator=rng)
         device = self._device_probe.device
-        a = self.pool.gather(first[order], device=device)['images']
-        b = self.pool.gather(second[order], device=device)['images']
+        a = self.pool.gather(first, device=device)['images']
+        b = self.pool.gather(second, device=device)['images']
         if self.label_mix_mode == 'overlay':
             # Normalisation is increasing per channel, so this is the pixel-value maximum.
             return torch.maximum(a, b)
