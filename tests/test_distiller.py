@@ -82,6 +82,22 @@ def test_student_step_updates_student_only_and_counts_queries(teacher_ckpt):
     assert 'teacher_queries' in model.state_dict()
 
 
+@pytest.mark.parametrize('losses', [
+    dict(type='DecoupledKDLoss', tau=1.0, beta=2.0),
+    [dict(type='KLDivergenceLoss'), dict(type='StandardizedKLLoss', loss_weight=0.5)]])
+def test_logit_losses_are_config_selectable(teacher_ckpt, losses):
+    model, optim = build('dfad/dfad_lenet5bn_lenet5half_fmnist.py', teacher_ckpt,
+                         student_batch_size=16, distill_loss=losses)
+    model.train()
+    student_before = state(model.student)
+    logs = model.student_step(optim['student'])
+    names = ['loss_kd'] if isinstance(losses, dict) else ['loss_kd0', 'loss_kd1']
+    for name in names:
+        assert torch.isfinite(torch.as_tensor(logs[name])) and float(logs[name]) > 0
+    assert any(not torch.equal(v, student_before[k])
+               for k, v in model.student.state_dict().items() if 'weight' in k)
+
+
 def test_train_step_logs(teacher_ckpt):
     model, optim = build('zskt/zskt_lenet5bn_lenet5half_fmnist.py', teacher_ckpt,
                          student_steps=2)

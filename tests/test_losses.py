@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from mmdfkd.models.losses import (ActivationLoss, AdversarialDisagreementLoss,
-                                  AttentionTransferLoss, BNStatisticsLoss,
+                                  AttentionTransferLoss, BNStatisticsLoss, DecoupledKDLoss,
                                   InformationEntropyLoss, KLDivergenceLoss, L1LogitLoss,
-                                  OneHotLoss)
+                                  OneHotLoss, StandardizedKLLoss, decoupled_kd, kl_divergence)
 
 
 def test_kl_divergence_matches_hand_computed_value():
@@ -19,6 +19,47 @@ def test_kl_divergence_matches_hand_computed_value():
     t2 = torch.tensor([[2 * math.log(3.0), 0.0]])
     assert KLDivergenceLoss(tau=2.0)(s, t2).item() == pytest.approx(4 * expected, rel=1e-5)
     assert KLDivergenceLoss()(t, t).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_decoupled_kd_known_value_and_kd_decomposition():
+    # 3 classes, teacher top-1 = class 0 with probs (0.5, 0.25, 0.25); student uniform.
+    s = torch.zeros(1, 3)
+    t = torch.tensor([[math.log(2.0), 0.0, 0.0]])
+    # TCKD: binary (0.5, 0.5) vs (1/3, 2/3); NCKD: (0.5, 0.5) vs (0.5, 0.5) = 0.
+    tckd = 0.5 * math.log(0.5 / (1 / 3)) + 0.5 * math.log(0.5 / (2 / 3))
+    loss = DecoupledKDLoss(tau=1.0, alpha=1.0, beta=8.0)(s, t)
+    assert loss.item() == pytest.approx(tckd, rel=1e-5)
+    # non-target term: teacher (0.5, 0.3, 0.2) -> non-target distribution (0.6, 0.4)
+    t2 = torch.tensor([[0.5, 0.3, 0.2]]).log()
+    nckd = 0.6 * math.log(0.6 / 0.5) + 0.4 * math.log(0.4 / 0.5)
+    assert DecoupledKDLoss(tau=1.0, alpha=0.0, beta=1.0)(s, t2).item() == pytest.approx(
+        nckd, rel=1e-5)
+    assert DecoupledKDLoss(tau=1.0, alpha=0.0, beta=2.0, loss_weight=3.0)(s, t2).item() == \
+        pytest.approx(6 * nckd, rel=1e-5)
+    # The paper's identity: KD = TCKD + (1 - p_t(target)) * NCKD, at any temperature.
+    torch.manual_seed(0)
+    s, t = torch.randn(6, 10), 3 * torch.randn(6, 10)
+    tau = 2.0
+    p_target = F.softmax(t / tau, dim=1).max(dim=1).values
+    combined = (decoupled_kd(s, t, tau, alpha=1.0, beta=0.0)
+                + (1 - p_target) * decoupled_kd(s, t, tau, alpha=0.0, beta=1.0))
+    assert torch.allclose(combined, kl_divergence(s, t, tau), atol=1e-5)
+    assert DecoupledKDLoss()(t, t).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_standardized_kl_ignores_logit_scale_and_shift():
+    torch.manual_seed(0)
+    s, t = torch.randn(4, 10), torch.randn(4, 10)
+    loss = StandardizedKLLoss(tau=2.0)
+    # An affine map of the student's logits (positive scale) leaves the loss unchanged...
+    assert loss(5 * s + 3, t).item() == pytest.approx(loss(s, t).item(), rel=1e-4)
+    # ...so a student matching the teacher up to scale and shift is already at zero.
+    assert loss(0.1 * t - 2, t).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(s, t).item() > 0
+    z = (t - t.mean(1, keepdim=True)) / t.std(1, keepdim=True)
+    assert loss(s, t).item() == pytest.approx(
+        KLDivergenceLoss(tau=2.0)((s - s.mean(1, keepdim=True)) / s.std(1, keepdim=True),
+                                  z).item(), rel=1e-4)
 
 
 def test_l1_and_adversarial_losses():

@@ -55,6 +55,89 @@ class KLDivergenceLoss(nn.Module):
                                                 self.tau).mean()
 
 
+def decoupled_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                 tau: float = 4.0, alpha: float = 1.0, beta: float = 8.0) -> torch.Tensor:
+    """Per-sample decoupled KD (Zhao et al., CVPR 2022), shape (N,).
+
+    ``alpha * TCKD + beta * NCKD``: TCKD is the binary KL of "target class vs the rest", NCKD
+    the KL between the distributions over the non-target classes only, both at temperature
+    ``tau`` and scaled by ``tau^2``. Data-free, the target class is the teacher's top-1. With
+    ``alpha = beta = 1`` the sum is not plain KD: plain KD weights NCKD by ``1 - p_t(target)``,
+    which is what lets a confident teacher's non-target knowledge vanish (the paper's point).
+    """
+    target = teacher_logits.argmax(dim=1, keepdim=True)
+    mask = torch.zeros_like(student_logits, dtype=torch.bool).scatter_(1, target, True)
+    p_s = F.softmax(student_logits / tau, dim=1)
+    p_t = F.softmax(teacher_logits / tau, dim=1)
+    eps = torch.finfo(p_s.dtype).tiny
+    s_target = p_s.gather(1, target).squeeze(1)
+    t_target = p_t.gather(1, target).squeeze(1)
+    binary_s = torch.stack([s_target, 1 - s_target], dim=1).clamp_min(eps)
+    binary_t = torch.stack([t_target, 1 - t_target], dim=1).clamp_min(eps)
+    tckd = (binary_t * (binary_t.log() - binary_s.log())).sum(dim=1)
+    # A large negative offset on the target logit leaves a softmax over the other classes.
+    offset = 1000.0 * mask
+    log_q_s = F.log_softmax(student_logits / tau - offset, dim=1)
+    log_q_t = F.log_softmax(teacher_logits / tau - offset, dim=1)
+    nckd = (log_q_t.exp() * (log_q_t - log_q_s)).masked_fill(mask, 0.0).sum(dim=1)
+    return (alpha * tckd + beta * nckd) * tau**2
+
+
+def standardize_logits(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Z-score each sample's logits (zero mean, unit standard deviation over the classes)."""
+    return (logits - logits.mean(dim=1, keepdim=True)) / (logits.std(dim=1, keepdim=True) + eps)
+
+
+@MODELS.register_module()
+class DecoupledKDLoss(nn.Module):
+    """Decoupled knowledge distillation (DKD, Zhao et al., CVPR 2022) on teacher logits.
+
+    The target class of each sample is the teacher's top-1 (no ground truth exists data-free).
+
+    Args:
+        tau (float): Temperature (the paper's 4).
+        alpha (float): Weight of the target-class term (TCKD).
+        beta (float): Weight of the non-target-class term (NCKD; the paper's 8 on CIFAR).
+        loss_weight (float): Multiplier of the loss.
+    """
+
+    def __init__(self, tau: float = 4.0, alpha: float = 1.0, beta: float = 8.0,
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.tau, self.alpha, self.beta = tau, alpha, beta
+        self.loss_weight = loss_weight
+
+    def forward(self, student_logits: torch.Tensor,
+                teacher_logits: torch.Tensor) -> torch.Tensor:
+        return self.loss_weight * decoupled_kd(student_logits, teacher_logits, self.tau,
+                                               self.alpha, self.beta).mean()
+
+
+@MODELS.register_module()
+class StandardizedKLLoss(nn.Module):
+    """KD on z-scored logits (logit standardisation, Sun et al., CVPR 2024).
+
+    Both models' logits are standardised per sample before the temperature-softened KL, so
+    the student matches the relations between the teacher's logits, not their scale (a small
+    student need not reach a large teacher's logit range).
+
+    Args:
+        tau (float): Temperature applied to the standardised logits.
+        loss_weight (float): Multiplier of the loss (the paper scales it up, e.g. 9).
+    """
+
+    def __init__(self, tau: float = 2.0, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.tau = tau
+        self.loss_weight = loss_weight
+
+    def forward(self, student_logits: torch.Tensor,
+                teacher_logits: torch.Tensor) -> torch.Tensor:
+        return self.loss_weight * kl_divergence(standardize_logits(student_logits),
+                                                standardize_logits(teacher_logits),
+                                                self.tau).mean()
+
+
 @MODELS.register_module()
 class L1LogitLoss(nn.Module):
     """Mean absolute error between student and teacher logits (DFAD).
