@@ -3,6 +3,7 @@ import glob
 import json
 import os.path as osp
 import re
+import statistics
 from dataclasses import dataclass, field
 
 import torch
@@ -190,6 +191,42 @@ def read_run_result(work_dir: str, mark_s: float | None = None) -> dict:
     return result
 
 
+def combine_seed_runs(runs: list[dict]) -> dict:
+    """One suite row from the same row run with several seeds (``tools/benchmark.py --seeds``).
+
+    ``runs`` are the per-seed rows (each with its ``seed``). The accuracies, the wall time and
+    the synthesis throughput (where a row has it) become their means, the teacher queries the
+    mean rounded to an image, the peak RSS the largest; ``seeds`` and ``student_acc_seeds``
+    keep what every seed gave, and ``student_acc_std`` is the sample standard deviation (0
+    for a single seed), so a table shows how far the row moves with the seed (pool, priors,
+    batch order) alone.
+    """
+    if not runs:
+        raise ValueError('combine_seed_runs needs at least one run')
+
+    def mean(key: str):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+    accs = [float(r['student_acc']) for r in runs]
+    centre = statistics.fmean(accs)
+    spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    row = dict(runs[0])
+    row.update(student_acc=round(centre, 4), student_acc_std=round(spread, 4),
+               seeds=[r['seed'] for r in runs],
+               student_acc_seeds=[round(a, 2) for a in accs],
+               student_acc_at_mark=mean('student_acc_at_mark'),
+               wall_s=round(mean('wall_s'), 1),
+               peak_rss_mb=max(r['peak_rss_mb'] for r in runs),
+               command=[r['command'] for r in runs])
+    queries = mean('teacher_queries')
+    row['teacher_queries'] = None if queries is None else round(queries)
+    if row.get('images_per_s') is not None:
+        row['images_per_s'] = round(mean('images_per_s'), 3)
+    row.pop('seed', None)
+    return row
+
+
 def merge_results(path: str, suite: Suite, previous: list[dict], rows: list[dict],
                   fields_only: bool = False) -> None:
     """Write ``rows`` over the rows of the same methods in ``previous``, in suite order.
@@ -222,18 +259,45 @@ def format_markdown(suite: str, rows: list[dict], commands: str | list[str]) -> 
     # Pool-based rows of the diffusion suite also report synthesis throughput.
     with_rate = any(r.get('images_per_s') is not None for r in rows)
     rate_head, rate_rule = (' synthetic img/s |', '---|') if with_rate else ('', '')
+    # Rows run with --seeds show the mean as the student accuracy and every seed's result.
+    with_seeds = any(r.get('student_acc_seeds') for r in rows)
+    seed_head, seed_rule = (f' {SEEDS_TITLE} |', '---|') if with_seeds else ('', '')
     lines += ['',
              f'| method | access | teacher acc (%) | student acc (%) | {mark_title} | wall (s) '
-             f'| teacher queries | peak RSS (MB) |{rate_head}',
-             f'|---|---|---|---|---|---|---|---|{rate_rule}']
+             f'| teacher queries | peak RSS (MB) |{rate_head}{seed_head}',
+             f'|---|---|---|---|---|---|---|---|{rate_rule}{seed_rule}']
     for r in rows:
         rate = f" {fmt(r.get('images_per_s'), '.2f')} |" if with_rate else ''
+        per_seed = f' {format_seed_cell(r)} |' if with_seeds else ''
         lines.append(f"| {r['method']} | {r['access']} | {fmt(r.get('teacher_acc'), '.2f')} | "
                      f"{fmt(r.get('student_acc'), '.2f')} | "
                      f"{fmt(r.get('student_acc_at_mark'), '.2f')} | "
                      f"{fmt(r.get('wall_s'), '.0f')} | {r.get('teacher_queries', '-')} | "
-                     f"{fmt(r.get('peak_rss_mb'), '.0f')} |{rate}")
+                     f"{fmt(r.get('peak_rss_mb'), '.0f')} |{rate}{per_seed}")
     return '\n'.join(lines) + '\n'
+
+
+SEEDS_TITLE = 'student acc per seed (%)'
+
+
+def format_seed_cell(row: dict) -> str:
+    """``'86.66 (0), 86.91 (1); sd 0.18'`` for a row run with ``--seeds``, ``'-'`` otherwise."""
+    accs, seeds = row.get('student_acc_seeds'), row.get('seeds')
+    if not accs:
+        return '-'
+    cell = ', '.join(f'{a:.2f} ({s})' for a, s in zip(accs, seeds))
+    return cell + f"; sd {row.get('student_acc_std', 0.0):.2f}"
+
+
+def parse_seed_cell(text: str) -> dict:
+    """Inverse of :func:`format_seed_cell` (``{}`` for ``'-'``)."""
+    pairs = re.findall(r'([\d.]+) \((\d+)\)', text)
+    if not pairs:
+        return {}
+    std = re.search(r'sd ([\d.]+)', text)
+    return dict(student_acc_seeds=[float(a) for a, _ in pairs],
+                seeds=[int(s) for _, s in pairs],
+                student_acc_std=float(std.group(1)) if std else 0.0)
 
 
 def _parse_cell(text: str):
@@ -271,7 +335,10 @@ def read_docs_section(path: str, suite: str) -> tuple[list[dict], list[str]]:
     for line in lines[2:]:
         cells = [_parse_cell(c) for c in line.strip('|').split('|')]
         row: dict = {}
-        for name, value in zip(header, cells):
+        for name, value, text in zip(header, cells, line.strip('|').split('|')):
+            if name == SEEDS_TITLE:
+                row.update(parse_seed_cell(text))
+                continue
             mark = re.fullmatch(r'acc @ ([\d.]+) s \(%\)', name)
             if mark:
                 row['student_acc_at_mark'], row['acc_at_s'] = value, float(mark.group(1))

@@ -58,6 +58,22 @@ def test_benchmark_cli_writes_results(teacher_ckpt, tmp_path):
     assert (tmp_path / 'results.md').read_text().count('| dfad |') == 1
 
 
+@needs_fmnist
+def test_benchmark_cli_runs_every_seed(teacher_ckpt, tmp_path):
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'benchmark.py'), '--suite', 'fmnist',
+           '--out', str(tmp_path), '--methods', 'dfad', '--teacher-ckpt', teacher_ckpt,
+           '--max-iters', '1', '--seeds', '3,4']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (row,) = json.load(open(tmp_path / 'results.json'))
+    assert row['seeds'] == [3, 4] and len(row['student_acc_seeds']) == 2
+    assert abs(row['student_acc'] - sum(row['student_acc_seeds']) / 2) < 0.01
+    for seed in (3, 4):  # each seed trained in its own work dir with its own randomness seed
+        dumped = (tmp_path / 'dfad' / f'seed_{seed}' / 'dfad_lenet5bn_lenet5half_fmnist.py')
+        assert f'seed={seed})' in dumped.read_text()
+    assert 'student acc per seed (%)' in (tmp_path / 'results.md').read_text()
+
+
 def test_partial_runs_merge_into_suite_order(tmp_path):
     path = str(tmp_path / 'results.json')
     suite = SUITES['fmnist']
@@ -155,3 +171,56 @@ def test_documented_table_reads_back_into_rows(tmp_path):
     back, back_commands = read_docs_section(docs, 'fmnist')
     assert back == rows and back_commands == commands
     assert read_docs_section(docs, 'fmnist-blackbox') == ([], [])
+
+
+def test_seed_runs_combine_into_one_row_that_reads_back(tmp_path):
+    """--seeds: the row holds the mean, the sample sd and every seed's accuracy; the docs table
+    shows them and a fresh checkout reads them back (so re-running another row keeps them)."""
+    from mmdfkd.benchmark import combine_seed_runs, read_docs_section
+    runs = [dict(method='dfad', access='white-box', teacher_acc=91.5, student_acc=acc,
+                 student_acc_at_mark=mark, acc_at_s=180.0, wall_s=wall, teacher_queries=q,
+                 peak_rss_mb=rss, command=f'train seed {seed}', seed=seed)
+            for seed, acc, mark, wall, q, rss in ((0, 86.0, 80.0, 700.0, 1000, 900.0),
+                                                  (1, 87.0, None, 800.0, 1001, 950.0),
+                                                  (2, 88.0, 82.0, 900.0, 1003, 920.0))]
+    row = combine_seed_runs(runs)
+    assert row['student_acc'] == 87.0 and row['student_acc_std'] == 1.0  # sample sd of 86/87/88
+    assert row['student_acc_seeds'] == [86.0, 87.0, 88.0] and row['seeds'] == [0, 1, 2]
+    assert row['student_acc_at_mark'] == 81.0  # mean of the seeds that reached the mark
+    assert row['wall_s'] == 800.0 and row['teacher_queries'] == 1001 and row['peak_rss_mb'] == 950
+    assert 'seed' not in row and row['command'] == ['train seed 0', 'train seed 1', 'train seed 2']
+    assert combine_seed_runs(runs[:1])['student_acc_std'] == 0.0
+
+    single = dict(method='dafl', access='white-box', teacher_acc=91.5, student_acc=60.0,
+                  student_acc_at_mark=None, acc_at_s=180.0, wall_s=750, teacher_queries=5,
+                  peak_rss_mb=1000)
+    table = format_markdown('fmnist', [single, row], 'c')
+    assert '| student acc per seed (%) |' in table
+    assert '| 86.00 (0), 87.00 (1), 88.00 (2); sd 1.00 |' in table
+    assert table.splitlines()[-2].endswith('| 1000 | - |')  # the single-seed row: no seeds
+    docs = str(tmp_path / 'benchmarks.md')
+    update_docs(docs, 'fmnist', table)
+    back, _ = read_docs_section(docs, 'fmnist')
+    assert 'seeds' not in back[0]
+    assert back[1]['student_acc_seeds'] == [86.0, 87.0, 88.0] and back[1]['seeds'] == [0, 1, 2]
+    assert back[1]['student_acc'] == 87.0 and back[1]['student_acc_std'] == 1.0
+    # a table without seeded rows keeps its old columns (documented tables stay as they are)
+    assert 'per seed' not in format_markdown('fmnist', [single], 'c')
+
+
+def test_seeds_option_rejects_bad_values():
+    import argparse
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('benchmark_tool',
+                                                  osp.join(ROOT, 'tools', 'benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    parse_seeds = tool.parse_seeds
+    assert parse_seeds('0,1,2') == [0, 1, 2] and parse_seeds('3') == [3]
+    for bad in ('a,b', '0,0', '-1', ''):
+        try:
+            parse_seeds(bad)
+        except argparse.ArgumentTypeError as err:
+            assert '--seeds' in str(err)
+        else:
+            raise AssertionError(f'--seeds {bad!r} was accepted')

@@ -9,7 +9,9 @@ seconds, teacher queries (images sent to the teacher) and the process's peak RSS
 ``--acc-at-s-only`` stops each row right after that mark and updates only that column (a
 run follows the same trajectory up to the mark whatever happens after it). The teacher is
 trained first when its checkpoint is missing. ``--docs docs/benchmarks.md`` also rewrites
-that suite's section of the docs page.
+that suite's section of the docs page. ``--seeds 0,1,2`` runs every selected row once per
+seed (``randomness.seed``; work dirs ``OUT/METHOD/seed_S``) and records the mean with each
+seed's accuracy, so a difference between rows can be read against the seed-to-seed spread.
 """
 import argparse
 import contextlib
@@ -24,9 +26,9 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from mmdfkd.benchmark import (SUITES, format_markdown, merge_results,  # noqa
-                              read_docs_section, read_run_result, timed_validation_options,
-                              update_docs)
+from mmdfkd.benchmark import (SUITES, combine_seed_runs, format_markdown,  # noqa
+                              merge_results, read_docs_section, read_run_result,
+                              timed_validation_options, update_docs)
 
 
 def run_train(config: str, work_dir: str, cfg_options: list[str]) -> dict:
@@ -70,7 +72,12 @@ def main() -> None:
                         help='stop rows right after --acc-at-s; update only that column')
     parser.add_argument('--docs', default=None,
                         help='also write the table into this markdown file (suite section)')
+    parser.add_argument('--seeds', default=None, type=parse_seeds,
+                        help='comma-separated randomness seeds: run each row once per seed '
+                             'and record the mean and every seed (e.g. 0,1,2)')
     args = parser.parse_args()
+    if args.seeds and args.acc_at_s_only:
+        parser.error('--seeds records whole runs; run --acc-at-s-only without --seeds')
 
     suite = SUITES[args.suite]
     out = osp.abspath(args.out)
@@ -107,7 +114,7 @@ def main() -> None:
     for row in suite.rows:
         if wanted is not None and row.method not in wanted:
             continue
-        work_dir = osp.join(out, row.method + ('_at_mark' if args.acc_at_s_only else ''))
+        base_dir = osp.join(out, row.method + ('_at_mark' if args.acc_at_s_only else ''))
         opts = list(row.cfg_options) + timed_validation_options(args.acc_at_s,
                                                                 args.acc_at_s_only)
         if row.access == 'real-data':
@@ -119,31 +126,43 @@ def main() -> None:
             if args.max_iters is not None:
                 opts += [f'train_cfg.max_iters={args.max_iters}',
                          f'train_cfg.val_interval={args.max_iters}']
-        print(f'[benchmark] {row.method}: training', flush=True)
-        if row.serve:
-            with served_teacher(suite.teacher_config, teacher_ckpt, work_dir) as url:
-                opts += ['model.teacher.model=None', 'model.teacher.checkpoint=None',
-                         f'model.teacher.url={url}']
-                run = run_train(osp.join(ROOT, row.config), work_dir, opts)
-        else:
-            run = run_train(osp.join(ROOT, row.config), work_dir, opts)
-        result = read_run_result(work_dir, args.acc_at_s)
-        at_mark = dict(student_acc_at_mark=result.get('accuracy_at_mark'),
-                       acc_at_s=args.acc_at_s, command_at_mark=run['command'])
-        if args.acc_at_s_only:
-            rows.append(dict(method=row.method, access=row.access, **at_mark))
-        else:
-            rows.append(dict(method=row.method, access=row.access, teacher_acc=teacher_acc,
-                             student_acc=result['accuracy'], wall_s=round(run['wall_s'], 1),
-                             teacher_queries=result.get('teacher_queries', 0),
-                             peak_rss_mb=round(run['peak_rss_mb'], 1), command=run['command'],
-                             **at_mark))
-            if args.suite == 'fmnist-diffusion' and result.get('pool_images'):
-                # End-to-end synthesis throughput: pooled images over the whole run's wall time.
-                rows[-1]['images_per_s'] = round(result['pool_images'] / run['wall_s'], 3)
-        print(f"[benchmark] {row.method}: {result.get('accuracy', float('nan')):.2f}% in "
-              f"{run['wall_s']:.0f}s; {at_mark['student_acc_at_mark']}% at "
-              f'{args.acc_at_s:g}s', flush=True)
+        seed_rows = []
+        for seed in args.seeds or [None]:
+            work_dir, run_opts = base_dir, list(opts)
+            if seed is not None:
+                work_dir = osp.join(base_dir, f'seed_{seed}')
+                run_opts.append(f'randomness.seed={seed}')
+            label = row.method + ('' if seed is None else f' (seed {seed})')
+            print(f'[benchmark] {label}: training', flush=True)
+            if row.serve:
+                with served_teacher(suite.teacher_config, teacher_ckpt, work_dir) as url:
+                    run_opts += ['model.teacher.model=None', 'model.teacher.checkpoint=None',
+                                 f'model.teacher.url={url}']
+                    run = run_train(osp.join(ROOT, row.config), work_dir, run_opts)
+            else:
+                run = run_train(osp.join(ROOT, row.config), work_dir, run_opts)
+            result = read_run_result(work_dir, args.acc_at_s)
+            at_mark = dict(student_acc_at_mark=result.get('accuracy_at_mark'),
+                           acc_at_s=args.acc_at_s, command_at_mark=run['command'])
+            if args.acc_at_s_only:
+                seed_rows.append(dict(method=row.method, access=row.access, **at_mark))
+            else:
+                seed_rows.append(dict(
+                    method=row.method, access=row.access, teacher_acc=teacher_acc,
+                    student_acc=result['accuracy'], wall_s=round(run['wall_s'], 1),
+                    teacher_queries=result.get('teacher_queries', 0),
+                    peak_rss_mb=round(run['peak_rss_mb'], 1), command=run['command'],
+                    **at_mark))
+                if args.suite == 'fmnist-diffusion' and result.get('pool_images'):
+                    # End-to-end synthesis throughput: pooled images over the run's wall time.
+                    seed_rows[-1]['images_per_s'] = round(
+                        result['pool_images'] / run['wall_s'], 3)
+                if seed is not None:
+                    seed_rows[-1]['seed'] = seed
+            print(f"[benchmark] {label}: {result.get('accuracy', float('nan')):.2f}% in "
+                  f"{run['wall_s']:.0f}s; {at_mark['student_acc_at_mark']}% at "
+                  f'{args.acc_at_s:g}s', flush=True)
+        rows.append(combine_seed_runs(seed_rows) if args.seeds else seed_rows[0])
         merge_results(results_path, suite, previous, rows, fields_only=args.acc_at_s_only)
     merge_results(results_path, suite, previous, rows, fields_only=args.acc_at_s_only)
     with open(commands_path, 'w') as f:
@@ -154,6 +173,19 @@ def main() -> None:
     if args.docs:
         update_docs(args.docs, args.suite, table)
     print(table)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``'0,1,2'`` -> ``[0, 1, 2]`` (argparse type of ``--seeds``)."""
+    try:
+        seeds = [int(part) for part in text.split(',') if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'--seeds takes comma-separated integers such as 0,1,2; got {text!r}') from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(
+            f'--seeds needs distinct non-negative integers such as 0,1,2; got {text!r}')
+    return seeds
 
 
 @contextlib.contextmanager
