@@ -35,14 +35,18 @@ def test_markdown_and_docs_section(tmp_path):
     assert '80.50' not in text and 'intro' in text
 
 
-@needs_fmnist
-def test_benchmark_cli_writes_results(teacher_ckpt, tmp_path):
+def run_dfad_row(teacher_ckpt: str, out, *extra: str) -> list[dict]:
+    """Run the fmnist suite's dfad row through tools/benchmark.py; return results.json."""
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'benchmark.py'), '--suite', 'fmnist',
-           '--out', str(tmp_path), '--methods', 'dfad', '--teacher-ckpt', teacher_ckpt,
-           '--max-iters', '2', '--acc-at-s', '0.01']
+           '--out', str(out), '--methods', 'dfad', '--teacher-ckpt', teacher_ckpt, *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = json.load(open(tmp_path / 'results.json'))
+    return json.load(open(out / 'results.json'))
+
+
+@needs_fmnist
+def test_benchmark_cli_writes_results(teacher_ckpt, tmp_path):
+    rows = run_dfad_row(teacher_ckpt, tmp_path, '--max-iters', '2', '--acc-at-s', '0.01')
     assert len(rows) == 1
     row = rows[0]
     assert set(row) == {'method', 'access', 'teacher_acc', 'student_acc', 'wall_s',
@@ -60,12 +64,7 @@ def test_benchmark_cli_writes_results(teacher_ckpt, tmp_path):
 
 @needs_fmnist
 def test_benchmark_cli_runs_every_seed(teacher_ckpt, tmp_path):
-    cmd = [sys.executable, osp.join(ROOT, 'tools', 'benchmark.py'), '--suite', 'fmnist',
-           '--out', str(tmp_path), '--methods', 'dfad', '--teacher-ckpt', teacher_ckpt,
-           '--max-iters', '1', '--seeds', '3,4']
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (row,) = json.load(open(tmp_path / 'results.json'))
+    (row,) = run_dfad_row(teacher_ckpt, tmp_path, '--max-iters', '1', '--seeds', '3,4')
     assert row['seeds'] == [3, 4] and len(row['student_acc_seeds']) == 2
     assert abs(row['student_acc'] - sum(row['student_acc_seeds']) / 2) < 0.01
     for seed in (3, 4):  # each seed trained in its own work dir with its own randomness seed
