@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 from mmengine.hooks import Hook
 
+from mmdfkd.engine.runner import resumed_train_elapsed_s
 from mmdfkd.registry import HOOKS
 
 
@@ -17,7 +18,9 @@ class TimedValidationHook(Hook):
     again under ``<metric>@<mark>s`` (e.g. ``accuracy/top1@180s``) with the elapsed seconds as
     ``elapsed_s@<mark>s``, in the same scalars file as the rest of the run. Time counts from
     the start of training (``before_train``), validation time included. Works with
-    ``DataFreeTrainLoop`` and mmengine's epoch/iteration loops.
+    ``DataFreeTrainLoop`` and mmengine's epoch/iteration loops. A run resumed under
+    ``DataFreeTrainLoop`` continues the clock of its checkpoint (``train_elapsed_s`` in the
+    message hub): marks passed before the checkpoint are not measured again.
 
     Args:
         marks_s (Sequence[float]): Wall-clock marks in seconds.
@@ -39,8 +42,9 @@ class TimedValidationHook(Hook):
         self._done = 0
 
     def before_train(self, runner) -> None:
-        self._start = time.perf_counter()
-        self._done = 0
+        spent = resumed_train_elapsed_s(runner.message_hub)
+        self._start = time.perf_counter() - spent
+        self._done = sum(mark <= spent for mark in self.marks)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self._start is None or self._done >= len(self.marks):

@@ -1,10 +1,24 @@
 """Training loop for data-free distillation: the batches come from the synthesizer."""
 import time
 
+from mmengine.logging import MessageHub
+
 from mmengine.runner import BaseLoop
 
 from mmdfkd.models.teachers import QueryBudgetExceeded
 from mmdfkd.registry import LOOPS
+
+
+# Runtime-info keys of the message hub (saved in every checkpoint, restored on resume):
+# seconds of training so far, counted across resumes, and the share of
+# ``train_cfg.time_budget_s`` they make (only when a budget is set).
+TRAIN_ELAPSED_KEY = 'train_elapsed_s'
+BUDGET_FRACTION_KEY = 'time_budget_fraction'
+
+
+def resumed_train_elapsed_s(message_hub: MessageHub) -> float:
+    """Seconds of training a resumed run already spent (0 for a fresh run)."""
+    return float(message_hub.get_info(TRAIN_ELAPSED_KEY, 0.0))
 
 
 class _SyntheticDataset:
@@ -45,9 +59,14 @@ class DataFreeTrainLoop(BaseLoop):
         max_iters (int): Total iterations.
         val_interval (int): Validation interval in iterations.
         val_begin (int): First iteration that may validate.
-        time_budget_s (float, optional): Wall-clock budget; when spent, the current
-            iteration becomes the last one (checkpoint saved, final validation run). A
-            teacher's query budget (``QueryBudgetExceeded``) ends training the same way.
+        time_budget_s (float, optional): Wall-clock budget of the whole training, validations
+            included and counted across resumes (a resumed run gets what its checkpoint had
+            left, not a new budget); when spent, the current iteration becomes the last one
+            (checkpoint saved, final validation run). A teacher's query budget
+            (``QueryBudgetExceeded``) ends training the same way. The elapsed seconds and
+            the spent share of the budget are published in the message hub's runtime info
+            (``train_elapsed_s``, ``time_budget_fraction``), which is how
+            ``BudgetCosineAnnealingLR`` fits its schedule to the budget.
         metainfo (dict, optional): Dataset meta (``classes``) for the visualizer/checkpoint;
             defaults to the validation dataset's.
     """
@@ -67,6 +86,9 @@ class DataFreeTrainLoop(BaseLoop):
         self._epoch = 0
         self.val_interval = val_interval
         self.val_begin = val_begin
+        if time_budget_s is not None and not time_budget_s > 0:
+            raise ValueError('train_cfg.time_budget_s must be a positive number of seconds '
+                             f'(or None for no budget), got {time_budget_s}')
         self.time_budget_s = time_budget_s
         self.stop_training = False
         if metainfo is None:
@@ -113,7 +135,21 @@ class DataFreeTrainLoop(BaseLoop):
     def run(self):
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
-        start = time.perf_counter()
+        spent = resumed_train_elapsed_s(self.runner.message_hub)
+        if spent:
+            budget = (f' of train_cfg.time_budget_s={self.time_budget_s:g}'
+                      if self.time_budget_s is not None else '')
+            self.runner.logger.info(f'Resuming at iteration {self._iter} with {spent:.0f} s'
+                                    f'{budget} already spent.')
+        if (self.time_budget_s is not None and spent >= self.time_budget_s
+                and self._iter < self._max_iters):
+            self.runner.logger.warning(
+                f'train_cfg.time_budget_s={self.time_budget_s:g} was already spent before this '
+                f'resume ({spent:.0f} s); nothing to train. Raise train_cfg.time_budget_s to '
+                'continue the run.')
+            self.stop_training = True
+        # The clock continues where the checkpoint left it.
+        start = time.perf_counter() - spent
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             self.run_iter(start)
@@ -139,8 +175,15 @@ class DataFreeTrainLoop(BaseLoop):
             self._max_iters = self._iter + 1
             self.dataloader.num_iters = self._max_iters
             outputs = {}
-        if (self.time_budget_s is not None
-                and time.perf_counter() - start >= self.time_budget_s
+        elapsed = time.perf_counter() - start
+        # Published before the hooks run, so the checkpoint of this iteration and the
+        # parameter schedulers stepped after it see the same clock.
+        self.runner.message_hub.update_info(TRAIN_ELAPSED_KEY, elapsed)
+        # 0 without a budget, also when a budgeted run is resumed without one.
+        self.runner.message_hub.update_info(
+            BUDGET_FRACTION_KEY,
+            elapsed / self.time_budget_s if self.time_budget_s is not None else 0.0)
+        if (self.time_budget_s is not None and elapsed >= self.time_budget_s
                 and self._iter + 1 < self._max_iters):
             # Make this the last iteration *before* the hooks run, so CheckpointHook's
             # save_last and the final validation treat it as the end of training.

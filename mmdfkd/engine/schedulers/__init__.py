@@ -1,0 +1,3 @@
+from .budget_cosine_scheduler import BudgetCosineAnnealingLR, BudgetCosineAnnealingParamScheduler
+
+__all__ = ['BudgetCosineAnnealingLR', 'BudgetCosineAnnealingParamScheduler']
