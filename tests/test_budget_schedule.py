@@ -113,9 +113,44 @@ def test_budget_fitted_schedule_ends_annealed_when_the_budget_stops_the_run(teac
         'dfad/dfad_lenet5bn_lenet5half_fmnist.py', str(tmp_path), teacher_ckpt, max_iters=1000,
         **{'train_cfg.time_budget_s': 0.001, 'default_hooks.checkpoint.interval': 1000,
            'param_scheduler.student': dict(type='BudgetCosineAnnealingLR', T_max=1000,
-                                           eta_min=1e-4, by_epoch=False)})
+                                           eta_min=1e-4, by_epoch=False),
+           # the control: mmengine's plain cosine on the generator
+           'param_scheduler.synthesizer': dict(type='CosineAnnealingLR', T_max=1000,
+                                               eta_min=1e-4, by_epoch=False)})
     assert runner.iter == 1
     student_lr = runner.optim_wrapper['student'].optimizer.param_groups[0]['lr']
     assert student_lr == pytest.approx(1e-4)
     synth_lr = runner.optim_wrapper['synthesizer'].optimizer.param_groups[0]['lr']
     assert synth_lr > 1e-4  # its plain cosine was left as it was, one step into 1,000
+
+
+def _cosine_schedulers(param_scheduler) -> list[dict]:
+    """Every cosine entry of a config's ``param_scheduler`` (dict per optimizer, or lists)."""
+    entries = []
+    for value in (param_scheduler.values() if isinstance(param_scheduler, dict) and
+                  'type' not in param_scheduler else [param_scheduler]):
+        entries.extend(value if isinstance(value, (list, tuple)) else [value])
+    return [e for e in entries if 'Cosine' in e['type']]
+
+
+def test_time_budgeted_suite_rows_anneal_to_the_budget():
+    """The fmnist suite caps every white-box row with ``--budget-s``: a plain iteration cosine
+    would be cut before it anneals on a slower CPU, so each row's cosine must be the
+    budget-aware one (a config that forgets it fails here, not in a 15-minute benchmark)."""
+    from mmengine.config import Config
+
+    from mmdfkd.benchmark import SUITES
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    checked = 0
+    for row in SUITES['fmnist'].rows:
+        if row.access != 'white-box':
+            continue
+        cfg = Config.fromfile(osp.join(root, row.config))
+        cosines = _cosine_schedulers(cfg.param_scheduler)
+        assert cosines, f'{row.method}: no cosine schedule found in {row.config}'
+        for entry in cosines:
+            assert entry['type'] == 'BudgetCosineAnnealingLR', (
+                f"{row.method} ({row.config}) anneals with {entry['type']}; use "
+                "type='BudgetCosineAnnealingLR' so the time budget ends it annealed")
+        checked += 1
+    assert checked >= 10

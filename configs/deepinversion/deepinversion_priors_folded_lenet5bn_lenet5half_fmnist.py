@@ -12,7 +12,3 @@ _base_ = ['./deepinversion_priors_lenet5bn_lenet5half_fmnist.py']
 # below the sliced row; the probes' pools were made without it).
 model = dict(student_init_from_teacher='fold', synthesizer=dict(adversarial=None))
 optim_wrapper = dict(student=dict(optimizer=dict(lr=0.01)))
-# The cosine ends at max_iters or at train_cfg.time_budget_s, whichever comes first, so a
-# time-budgeted run (the benchmark's 840 s) ends annealed on a slower CPU too; without a
-# budget it is the plain cosine over max_iters.
-param_scheduler = dict(student=dict(type='BudgetCosineAnnealingLR'))

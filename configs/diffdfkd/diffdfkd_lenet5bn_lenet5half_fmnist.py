@@ -41,7 +41,7 @@ optim_wrapper = dict(
                  optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4)),
 )
 param_scheduler = dict(
-    student=dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False))
+    student=dict(type='BudgetCosineAnnealingLR', T_max=max_iters, by_epoch=False))
 train_cfg = dict(max_iters=max_iters, val_interval=50)
 default_hooks = dict(checkpoint=dict(interval=50))
 custom_hooks = [dict(type='SyntheticVisualizationHook', interval=100)]

@@ -47,7 +47,7 @@ optim_wrapper = dict(
                      optimizer=dict(type='Adam', lr=lr_g * inner_steps, betas=(0.5, 0.999))),
 )
 param_scheduler = dict(
-    student=dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False),
+    student=dict(type='BudgetCosineAnnealingLR', T_max=max_iters, by_epoch=False),
     synthesizer=dict(type='ConstantLR', factor=1.0, by_epoch=False))
 train_cfg = dict(max_iters=max_iters, val_interval=40)
 default_hooks = dict(checkpoint=dict(interval=40))

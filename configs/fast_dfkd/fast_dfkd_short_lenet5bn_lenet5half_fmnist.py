@@ -6,7 +6,7 @@ _base_ = ['./fast_dfkd_lenet5bn_lenet5half_fmnist.py']
 
 max_iters = 45
 param_scheduler = dict(
-    student=dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False),
+    student=dict(type='BudgetCosineAnnealingLR', T_max=max_iters, by_epoch=False),
     synthesizer=dict(type='ConstantLR', factor=1.0, by_epoch=False))
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))

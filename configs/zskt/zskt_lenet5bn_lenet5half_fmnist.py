@@ -33,7 +33,7 @@ optim_wrapper = dict(
                      optimizer=dict(type='Adam', lr=1e-3, betas=(0.5, 0.999))),
 )
 param_scheduler = dict(
-    student=dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False),
-    synthesizer=dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False),
+    student=dict(type='BudgetCosineAnnealingLR', T_max=max_iters, by_epoch=False),
+    synthesizer=dict(type='BudgetCosineAnnealingLR', T_max=max_iters, by_epoch=False),
 )
 train_cfg = dict(max_iters=max_iters, val_interval=225)
