@@ -3,8 +3,9 @@
 # distillation into LeNet-5-half -> teacher and student accuracy on the real test split.
 #   METHOD_CONFIG=configs/zskt/... bash tools/quickstart.sh   to pick another method
 # The default is the best white-box row of docs/benchmarks.md (DeepInversion from image
-# priors, student folded from the teacher's channels: 86.91 % in about 14 minutes on a
-# 2-core CPU).
+# priors, student folded from the teacher's channels). On a fresh 2-core CPU machine
+# (2026-11-23) the teacher trained here reached 91.73 % and the student 86.11 %, with the
+# distillation taking about 12 minutes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
