@@ -35,6 +35,13 @@ def train_ddpm(out_dir: str, images: torch.Tensor, steps: int = 3000, batch_size
     (``unet/``, ``scheduler/``, ``model_index.json``) that ``DiffusionSynthesizer`` loads.
     Random shifts and flips augment the small training set."""
     from diffusers import DDPMPipeline, DDPMScheduler
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f'train_ddpm needs steps >= 1 and batch_size >= 1 (--steps, '
+                         f'--batch-size), got steps={steps}, batch_size={batch_size}')
+    if images.dim() != 4 or images.min() < -1 or images.max() > 1:
+        raise ValueError('train_ddpm wants images of shape (N, C, H, W) in [-1, 1], got shape '
+                         f'{tuple(images.shape)} with range [{images.min():.2f}, '
+                         f'{images.max():.2f}]')
     torch.manual_seed(seed)
     unet = build_unet(images.size(-1), images.size(1), width)
     scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps)
