@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mmdfkd.models.teachers import (HardLabelTeacher, QueryBudgetExceeded, SoftLabelTeacher,
-                                    TeacherAccessError, WhiteBoxTeacher)
+                                    TeacherAccessError, WhiteBoxTeacher,
+                                    load_classifier_weights)
 from mmdfkd.registry import MODELS
 
 from .conftest import LENET5BN, LENET5HALF
@@ -133,6 +134,28 @@ def test_bad_teacher_configs_and_answers_are_clear():
     out_of_range = HardLabelTeacher(num_classes=3, callable=_threshold_labels)
     with pytest.raises(ValueError, match='outside'):
         out_of_range(torch.full((4, 1, 32, 32), 2.0))
+
+
+def test_a_checkpoint_of_another_architecture_is_named_not_dumped(tmp_path):
+    """A LeNet-5 (no BN) or half-width checkpoint given to a LeNet-5-BN teacher names the
+    differing keys, the run that saved it and the fix; a matching one loads exactly."""
+    plain = dict(LENET5BN, backbone=dict(LENET5BN['backbone'], with_bn=False))
+    for cfg, name in ((plain, 'lenet5'), (LENET5HALF, 'half'), (LENET5BN, 'bn')):
+        torch.save({'state_dict': MODELS.build(cfg).state_dict(),
+                    'meta': {'experiment_name': f'{name}_run'}}, tmp_path / f'{name}.pth')
+    with pytest.raises(ValueError, match="saved by the run 'lenet5_run'") as plain_err:
+        load_classifier_weights(MODELS.build(LENET5BN), str(tmp_path / 'lenet5.pth'))
+    message = str(plain_err.value)
+    assert 'missing backbone.conv1.1.bias' in message
+    assert 'not in the model backbone.conv1.0.bias, backbone.conv2.0.bias.' in message
+    assert 'configs/teachers/lenet5bn_fmnist.py' in message
+    with pytest.raises(ValueError, match=r'other shapes .*checkpoint \(3, 1, 5, 5\), '
+                                         r'model \(6, 1, 5, 5\)'):
+        load_classifier_weights(MODELS.build(LENET5BN), str(tmp_path / 'half.pth'))
+    loaded = load_classifier_weights(MODELS.build(LENET5BN), str(tmp_path / 'bn.pth'))
+    saved = torch.load(tmp_path / 'bn.pth', weights_only=False)['state_dict']
+    assert all(torch.equal(v, saved[k]) for k, v in loaded.state_dict().items())
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
 
 
 def test_methods_refuse_teachers_with_too_little_access(teacher_ckpt):

@@ -30,18 +30,56 @@ def load_classifier_weights(model: nn.Module, checkpoint: str | None) -> nn.Modu
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f"teacher_ckpt '{checkpoint}' does not exist: "
                                 f'{TEACHER_HINT}.')
-    state = load_local_checkpoint(checkpoint, map_location='cpu')
-    state = state.get('state_dict', state)
+    saved = load_local_checkpoint(checkpoint, map_location='cpu')
+    meta = saved.get('meta')
+    run = meta.get('experiment_name') if isinstance(meta, dict) else None
+    state = saved.get('state_dict', saved)
     for prefix in ('teacher.model.', 'teacher.'):
         if any(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             break
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    check_state_fits(model, state, checkpoint, run=run)
     model.load_state_dict(state, strict=True)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def check_state_fits(model: nn.Module, state: dict, checkpoint: str,
+                     run: str | None = None, examples: int = 3) -> None:
+    """Raise a ``ValueError`` that names what differs when ``state`` is not a state dict of
+    ``model``'s architecture (instead of torch's key dump), e.g. a LeNet-5 checkpoint given
+    to a config whose teacher is LeNet-5-BN."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = sorted(k for k in set(expected) & set(state)
+                      if tuple(expected[k].shape) != tuple(state[k].shape))
+    if not (missing or unexpected or reshaped):
+        return
+
+    def some(keys: list[str]) -> str:
+        more = f', ... ({len(keys)} in all)' if len(keys) > examples else ''
+        return ', '.join(keys[:examples]) + more
+
+    problems = []
+    if missing:
+        problems.append(f'missing {some(missing)}')
+    if unexpected:
+        problems.append(f'not in the model {some(unexpected)}')
+    if reshaped:
+        k = reshaped[0]
+        problems.append(f'other shapes {some(reshaped)} (e.g. {k}: checkpoint '
+                        f'{tuple(state[k].shape)}, model {tuple(expected[k].shape)})')
+    origin = f" (saved by the run '{run}')" if run else ''
+    raise ValueError(
+        f"teacher_ckpt '{checkpoint}'{origin} does not fit the teacher model of the config: "
+        f"{'; '.join(problems)}. Pass a checkpoint trained with the teacher's architecture "
+        '(model.teacher, e.g. configs/teachers/lenet5bn_fmnist.py for LeNet-5-BN, '
+        'configs/teachers/lenet5_fmnist.py for LeNet-5), or change model.teacher to the '
+        "checkpoint's architecture.")
 
 
 def check_output(output: str) -> str:
