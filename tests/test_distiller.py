@@ -128,3 +128,22 @@ def test_clear_errors(teacher_ckpt, tmp_path):
         OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
             type='DataFreeOptimWrapperConstructor',
             optim_wrapper_cfg=dict(generator=dict(optimizer=dict(type='SGD', lr=0.1)))))(model)
+
+
+def test_image_shape_and_class_count_are_checked_at_build(teacher_ckpt):
+    """A synthesizer shape or class count that does not fit the models fails at build time
+    with the key to change, not with a convolution error at the first synthesis step; the
+    check leaves both models' modes alone and costs no teacher query."""
+    config = 'deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py'
+    synth = Config.fromfile(config_path(*config.split('/'))).model.synthesizer
+    with pytest.raises(ValueError, match=r'model.synthesizer.image_shape \(3, 32, 32\) does '
+                                         r'not fit the teacher .*1 channels'):
+        build(config, teacher_ckpt, synthesizer=dict(synth, image_shape=(3, 32, 32)))
+    with pytest.raises(ValueError, match='num_classes is 100 but the teacher has 10'):
+        build(config, teacher_ckpt, synthesizer=dict(synth, num_classes=100))
+    student = Config.fromfile(config_path(*config.split('/'))).model.student
+    with pytest.raises(ValueError, match="the student 7: set model.student's head num_classes"):
+        build(config, teacher_ckpt, student=dict(student, head=dict(student.head, num_classes=7)))
+    model, _ = build(config, teacher_ckpt)
+    assert model.student.training and not model.teacher.training
+    assert int(model.teacher_queries) == 0
