@@ -223,3 +223,18 @@ def test_seeds_option_rejects_bad_values():
             assert '--seeds' in str(err)
         else:
             raise AssertionError(f'--seeds {bad!r} was accepted')
+
+
+def test_bad_arguments_fail_before_any_work(tmp_path):
+    """A mistyped row or a missing teacher checkpoint is refused at once (exit 2, the valid
+    names listed), before the suite's teacher is trained into OUT/teacher."""
+    base = [sys.executable, osp.join(ROOT, 'tools', 'benchmark.py'), '--suite', 'fmnist',
+            '--out', str(tmp_path / 'out')]
+    typo = subprocess.run(base + ['--methods', 'dfad,deepinversoin'], capture_output=True,
+                          text=True, timeout=120)
+    assert typo.returncode == 2
+    assert "unknown --methods ['deepinversoin']" in typo.stderr and "'dfad'" in typo.stderr
+    missing = subprocess.run(base + ['--teacher-ckpt', str(tmp_path / 'none.pth')],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and 'does not exist' in missing.stderr
+    assert not osp.exists(tmp_path / 'out' / 'teacher')

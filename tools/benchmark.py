@@ -78,8 +78,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.seeds and args.acc_at_s_only:
         parser.error('--seeds records whole runs; run --acc-at-s-only without --seeds')
-
     suite = SUITES[args.suite]
+    # Checked before anything runs: a typo must not first cost a teacher's training.
+    wanted = set(args.methods.split(',')) if args.methods else None
+    if wanted is not None and wanted - {r.method for r in suite.rows}:
+        parser.error(f'unknown --methods {sorted(wanted - {r.method for r in suite.rows})}; '
+                     f'suite {args.suite} has {[r.method for r in suite.rows]}')
+    if args.teacher_ckpt is not None and not osp.isfile(args.teacher_ckpt):
+        parser.error(f'--teacher-ckpt {args.teacher_ckpt} does not exist (leave it out to '
+                     f'train the suite\'s teacher, {suite.teacher_config}, into OUT/teacher)')
+
     out = osp.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     epoch_opts = ([f'train_cfg.max_epochs={args.max_epochs}'] if args.max_epochs else [])
@@ -95,10 +103,6 @@ def main() -> None:
     teacher_acc = _test_accuracy(suite.teacher_config, teacher_ckpt, osp.join(out, 'teacher_test'))
     print(f'[benchmark] teacher {teacher_ckpt}: {teacher_acc:.2f}%', flush=True)
 
-    wanted = set(args.methods.split(',')) if args.methods else None
-    if wanted is not None and wanted - {r.method for r in suite.rows}:
-        raise SystemExit(f'unknown --methods {sorted(wanted - {r.method for r in suite.rows})}; '
-                         f'suite {args.suite} has {[r.method for r in suite.rows]}')
     invocation = ' '.join(['python', 'tools/benchmark.py'] + sys.argv[1:])
     # Rows of earlier runs into the same --out are kept, so a suite can be completed row by row.
     results_path = osp.join(out, 'results.json')
