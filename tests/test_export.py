@@ -1,3 +1,4 @@
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner, load_checkpoint
@@ -43,3 +44,17 @@ def test_exported_student_is_a_plain_mmpretrain_model(teacher_ckpt, tmp_path):
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
     init_default_scope('mmdfkd')
     assert MODELS.get('LeNet') is not None
+
+
+def test_tools_refuse_a_teacher_checkpoint_with_the_fix(teacher_ckpt, tmp_path):
+    """The teacher's own checkpoint is the likeliest wrong file: export and synthesis both
+    name what they need instead of failing on missing keys."""
+    from mmdfkd.apis.synthesize import build_from_checkpoint
+    config = config_path('deepinversion', 'deepinversion_lenet5bn_lenet5half_fmnist.py')
+    with pytest.raises(ValueError, match=r'holds no `student.\*` weights: '
+                                         r'tools/export_student.py needs a checkpoint saved by '
+                                         r'a data-free run'):
+        export_student(config, teacher_ckpt, str(tmp_path / 'out'))
+    with pytest.raises(ValueError, match='tools/synthesize.py needs a checkpoint'):
+        build_from_checkpoint(config, teacher_ckpt)
+    assert not (tmp_path / 'out').exists()

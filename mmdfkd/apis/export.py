@@ -5,7 +5,7 @@ import os.path as osp
 import torch
 from mmengine.config import Config
 
-from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint
+from mmdfkd.engine.runner.checkpoint_loader import load_run_checkpoint
 
 STUDENT_PREFIX = 'student.'
 
@@ -40,12 +40,10 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str
     if cfg.model.get('type') != 'DataFreeDistiller' or 'student' not in cfg.model:
         raise ValueError(f'{config} is not a data-free config (model.type must be '
                          'DataFreeDistiller with a model.student).')
-    state = load_local_checkpoint(checkpoint, map_location='cpu')
+    state = load_run_checkpoint(checkpoint, 'tools/export_student.py')
     state_dict = state.get('state_dict', state)
     student_state = {k[len(STUDENT_PREFIX):]: v for k, v in state_dict.items()
                      if k.startswith(STUDENT_PREFIX)}
-    if not student_state:
-        raise KeyError(f'{checkpoint} holds no `student.*` weights; is it a data-free run?')
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(state.get('meta', {}))
     meta['exported_from'] = osp.abspath(checkpoint)

@@ -34,6 +34,8 @@ def build_from_checkpoint(config: str, checkpoint: str,
                           cfg_options: dict | None = None) -> BaseModel:
     """The data-free model of ``config`` (with ``--cfg-options`` style overrides) with the
     weights (and pool index) of ``checkpoint``."""
+    from mmdfkd.engine.runner.checkpoint_loader import load_run_checkpoint
+    state = load_run_checkpoint(checkpoint, 'tools/synthesize.py')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -45,8 +47,6 @@ def build_from_checkpoint(config: str, checkpoint: str,
         # A white-box teacher's weights are in the run's checkpoint (black-box ones never are).
         model_cfg['teacher_ckpt'] = checkpoint
     model = MODELS.build(model_cfg)
-    from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint
-    state = load_local_checkpoint(checkpoint, map_location='cpu')
     run_dir = osp.dirname(osp.abspath(checkpoint))
     model.set_work_dir(run_dir)
     model.load_state_dict(state.get('state_dict', state), strict=True)

@@ -19,3 +19,15 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def load_run_checkpoint(filename: str, tool: str) -> dict:
+    """A data-free run's checkpoint (``work_dirs/<run>/iter_N.pth``), refused with a clear
+    error when it holds no ``student.*`` weights, e.g. the teacher's own checkpoint given to
+    ``tools/synthesize.py`` or ``tools/export_student.py`` (``tool`` names the caller)."""
+    state = load_local_checkpoint(filename, map_location='cpu')
+    if not any(k.startswith('student.') for k in state.get('state_dict', state)):
+        raise ValueError(f'{filename} holds no `student.*` weights: {tool} needs a checkpoint '
+                         'saved by a data-free run (work_dirs/<run>/iter_N.pth, the last one '
+                         "named in the run's last_checkpoint file), not a teacher's.")
+    return state
