@@ -6,6 +6,7 @@ import torch
 from mmdfkd.models.teachers import (HardLabelTeacher, QueryBudgetExceeded, SoftLabelTeacher,
                                     TeacherAccessError, WhiteBoxTeacher,
                                     load_classifier_weights)
+from mmdfkd.models.teachers.sources import teacher_hint
 from mmdfkd.registry import MODELS
 
 from .conftest import LENET5BN, LENET5HALF
@@ -156,6 +157,20 @@ def test_a_checkpoint_of_another_architecture_is_named_not_dumped(tmp_path):
     saved = torch.load(tmp_path / 'bn.pth', weights_only=False)['state_dict']
     assert all(torch.equal(v, saved[k]) for k, v in loaded.state_dict().items())
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_a_missing_teacher_names_the_recipe_that_trains_it():
+    """The hint follows the configs' work_dirs/teachers/<recipe>/ convention (a CIFAR config
+    is not told to train the Fashion-MNIST teacher) and falls back to LeNet-5-BN."""
+    with pytest.raises(FileNotFoundError, match=r'python tools/train.py '
+                                                r'configs/teachers/wrn40_2_cifar100.py '
+                                                r'--work-dir work_dirs/teachers/wrn40_2_cifar100'):
+        load_classifier_weights(MODELS.build(LENET5BN),
+                                'work_dirs/teachers/wrn40_2_cifar100/epoch_200.pth')
+    for unknown in ('/tmp/my_teacher/epoch_3.pth', 'model.pth', None):
+        assert 'configs/teachers/lenet5bn_fmnist.py' in teacher_hint(unknown)
+    with pytest.raises(ValueError, match='is not set: .*lenet5bn_fmnist.py'):
+        load_classifier_weights(MODELS.build(LENET5BN), None)
 
 
 def test_methods_refuse_teachers_with_too_little_access(teacher_ckpt):

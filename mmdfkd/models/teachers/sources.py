@@ -17,19 +17,32 @@ from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint
 from mmdfkd.registry import MODELS
 
 OUTPUTS = ('top1', 'probs')
-TEACHER_HINT = ('train one with `python tools/train.py configs/teachers/lenet5bn_fmnist.py '
-                '--work-dir work_dirs/teacher` and pass it with '
-                '`--cfg-options teacher_ckpt=work_dirs/teacher/epoch_N.pth`')
+TEACHERS_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__))))), 'configs', 'teachers')
+
+
+def teacher_hint(checkpoint: str | None) -> str:
+    """How to get the missing teacher: the recipe in ``configs/teachers/`` whose name is the
+    checkpoint's run folder (the configs' ``work_dirs/teachers/<name>/epoch_N.pth``
+    convention), LeNet-5-BN for Fashion-MNIST otherwise."""
+    name = osp.basename(osp.dirname(checkpoint)) if checkpoint else ''
+    if not (name and osp.isfile(osp.join(TEACHERS_DIR, f'{name}.py'))):
+        name = 'lenet5bn_fmnist'
+    run = f'work_dirs/teachers/{name}'
+    return (f'train one with `python tools/train.py configs/teachers/{name}.py --work-dir '
+            f'{run}` and pass it with `--cfg-options teacher_ckpt={run}/epoch_N.pth` (the '
+            'last epoch of the recipe)')
 
 
 def load_classifier_weights(model: nn.Module, checkpoint: str | None) -> nn.Module:
     """Load a trained classifier's weights (from its own training run or from a data-free
     run's checkpoint, whose ``teacher.`` part is taken) and freeze it in eval mode."""
     if not checkpoint:
-        raise ValueError(f'teacher_ckpt (the teacher checkpoint) is not set: {TEACHER_HINT}.')
+        raise ValueError('teacher_ckpt (the teacher checkpoint) is not set: '
+                         f'{teacher_hint(checkpoint)}.')
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f"teacher_ckpt '{checkpoint}' does not exist: "
-                                f'{TEACHER_HINT}.')
+                                f'{teacher_hint(checkpoint)}.')
     saved = load_local_checkpoint(checkpoint, map_location='cpu')
     meta = saved.get('meta')
     run = meta.get('experiment_name') if isinstance(meta, dict) else None
