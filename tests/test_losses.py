@@ -147,3 +147,14 @@ def test_bn_statistics_first_layer_weight_scales_only_the_first_layer_term():
     assert weighted().item() == pytest.approx(2.0 * (total + 9.0 * first_term.item()), rel=1e-5)
     with pytest.raises(ValueError, match='first_layer_weight'):
         BNStatisticsLoss(first_layer_weight=-1.0)
+
+
+@pytest.mark.parametrize('loss', [KLDivergenceLoss, DecoupledKDLoss, StandardizedKLLoss,
+                                  AdversarialDisagreementLoss])
+def test_a_temperature_that_is_not_positive_is_refused(loss):
+    """tau=0 would divide the logits by zero and train on NaN; refuse it at build time."""
+    for tau in (0, -1.0, None):
+        with pytest.raises(ValueError, match=f'{loss.__name__} tau must be a temperature > 0'):
+            loss(tau=tau)
+    kd = loss(tau=2)
+    assert kd.tau == 2.0 and isinstance(kd.tau, float)

@@ -29,6 +29,14 @@ def mse_logit_distance(student_logits: torch.Tensor,
 _DIVERGENCES = {'kl': kl_divergence, 'l1': l1_logit_distance, 'mse': mse_logit_distance}
 
 
+def check_temperature(tau: float, owner: str) -> float:
+    """A temperature divides the logits, so it must be a positive number."""
+    if not isinstance(tau, (int, float)) or isinstance(tau, bool) or tau <= 0:
+        raise ValueError(f'{owner} tau must be a temperature > 0 (it divides the logits; '
+                         f'1 is plain softmax, KD often uses 1-4), got {tau!r}')
+    return float(tau)
+
+
 def _divergence(name: str):
     if name not in _DIVERGENCES:
         raise ValueError(f"divergence must be one of {sorted(_DIVERGENCES)}, got '{name}'")
@@ -46,7 +54,7 @@ class KLDivergenceLoss(nn.Module):
 
     def __init__(self, tau: float = 1.0, loss_weight: float = 1.0) -> None:
         super().__init__()
-        self.tau = tau
+        self.tau = check_temperature(tau, 'KLDivergenceLoss')
         self.loss_weight = loss_weight
 
     def forward(self, student_logits: torch.Tensor,
@@ -104,7 +112,8 @@ class DecoupledKDLoss(nn.Module):
     def __init__(self, tau: float = 4.0, alpha: float = 1.0, beta: float = 8.0,
                  loss_weight: float = 1.0) -> None:
         super().__init__()
-        self.tau, self.alpha, self.beta = tau, alpha, beta
+        self.tau = check_temperature(tau, 'DecoupledKDLoss')
+        self.alpha, self.beta = alpha, beta
         self.loss_weight = loss_weight
 
     def forward(self, student_logits: torch.Tensor,
@@ -128,7 +137,7 @@ class StandardizedKLLoss(nn.Module):
 
     def __init__(self, tau: float = 2.0, loss_weight: float = 1.0) -> None:
         super().__init__()
-        self.tau = tau
+        self.tau = check_temperature(tau, 'StandardizedKLLoss')
         self.loss_weight = loss_weight
 
     def forward(self, student_logits: torch.Tensor,
@@ -192,7 +201,7 @@ class AdversarialDisagreementLoss(nn.Module):
         super().__init__()
         self.divergence = _divergence(divergence)
         self.divergence_name = divergence
-        self.tau = tau
+        self.tau = check_temperature(tau, type(self).__name__)
         self.agree_only = agree_only
         self.loss_weight = loss_weight
 
