@@ -144,6 +144,9 @@ def test_image_shape_and_class_count_are_checked_at_build(teacher_ckpt):
     student = Config.fromfile(config_path(*config.split('/'))).model.student
     with pytest.raises(ValueError, match="the student 7: set model.student's head num_classes"):
         build(config, teacher_ckpt, student=dict(student, head=dict(student.head, num_classes=7)))
+    for key, value in (('synthesizer', dict(synth, batch_size=0)), ('student_batch_size', 0)):
+        with pytest.raises(ValueError, match=f'model.{key}.* must be an int >= 1'):
+            build(config, teacher_ckpt, **{key: value})
     model, _ = build(config, teacher_ckpt)
     assert model.student.training and not model.teacher.training
     assert int(model.teacher_queries) == 0

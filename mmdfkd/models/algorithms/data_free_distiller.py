@@ -178,6 +178,11 @@ class DataFreeDistiller(BaseModel):
         self.synthesizer_steps = synthesizer_steps
         self.student_steps = student_steps
         self.warmup_iters = warmup_iters
+        for key, size in (('model.synthesizer.batch_size',
+                           getattr(self.synthesizer, 'batch_size', None)),
+                          ('model.student_batch_size', student_batch_size)):
+            if size is not None and (not isinstance(size, int) or size < 1):
+                raise ValueError(f'{key} must be an int >= 1 (images per batch), got {size!r}')
         self.student_batch_size = student_batch_size or synthesizer.get('batch_size', 256)
         self.student_augment = (BatchAugment(student_augment, groups=student_augment_groups)
                                 if student_augment else None)

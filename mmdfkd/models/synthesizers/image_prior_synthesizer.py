@@ -126,6 +126,9 @@ class ImagePriorSynthesizer(PooledSynthesizer):
                              f"got '{label_mix_mode}'")
         if len(image_shape) != 3:
             raise ValueError(f'model.synthesizer.image_shape must be (C, H, W), got {image_shape}')
+        if batch_size < 1 or num_images < 1:
+            raise ValueError('model.synthesizer.batch_size and num_images must be >= 1, got '
+                             f'{batch_size} and {num_images}')
         self.image_shape = tuple(image_shape)
         self.batch_size, self.num_images = batch_size, num_images
         self.priors = ImagePriorGenerator(
