@@ -116,3 +116,41 @@ def test_datafree_runner_rejects_a_train_dataloader(teacher_ckpt, tmp_path):
     runner = build_runner(cfg)
     with pytest.raises(ValueError, match='remove `train_dataloader`'):
         runner.train()
+
+
+ALL_CONFIGS = sorted(p for p in glob.glob(config_path('**', '*.py'), recursive=True)
+                     if '_base_' not in p)
+
+
+def test_every_shipped_config_passes_the_key_check():
+    """No shipped config sets a key its class does not take (the check must not refuse one)."""
+    from mmdfkd.apis.config_keys import check_runner_config_keys
+    assert len(ALL_CONFIGS) > 40
+    for path in ALL_CONFIGS:
+        check_runner_config_keys(load_config(path))
+
+
+@pytest.mark.parametrize('config,key,value,message', [
+    # a misspelt key: the close match is named
+    ('deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py',
+     'model.student_batchsize', 64,
+     r"model.student_batchsize: DataFreeDistiller takes no argument 'student_batchsize' "
+     r"\(did you mean 'student_batch_size'\?\)"),
+    # a key one level too high: the path where it belongs is named
+    ('dipkd/dipkd_lenet5_lenet5_fmnist.py', 'model.query_budget', 100,
+     r'model.query_budget: DIPKD .* \(did you mean model.teacher.query_budget\?\)'),
+    # a key of a nested component, with the component's arguments listed
+    ('deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py',
+     'model.synthesizer.pool.capacity', 10,
+     r"model.synthesizer.pool.capacity: SyntheticDataPool .* Its arguments: max_images"),
+    # mmpretrain classes are checked too (teacher recipes)
+    ('teachers/lenet5bn_fmnist.py', 'model.backbone.widht', 2.0,
+     r"model.backbone.widht: LeNet .*did you mean 'width'"),
+])
+def test_unknown_config_key_is_refused_before_building_with_its_path(config, key, value,
+                                                                       message, tmp_path):
+    cfg = load_config(config_path(*config.split('/')), cfg_options={key: value},
+                      work_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=message):
+        build_runner(cfg)
+    assert not glob.glob(str(tmp_path / '*' / '*.log')), 'refused before the runner started'

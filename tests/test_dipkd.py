@@ -272,7 +272,17 @@ def test_dipkd_config_errors(lenet5_ckpt):
         MODELS.build(dict(base, unlabelled_batch_size=4, unlabelled_source='pool'))
     with pytest.raises(ValueError, match='unlabelled_batch_size > 0 feeds only the L1 term'):
         MODELS.build(dict(base, unlabelled_batch_size=4, primer_weight=0))
+    # Image shape and class counts are checked on the student and primer at build time; the
+    # black-box teacher is never run for it (no query is spent), its wrapper's count is used.
+    with pytest.raises(ValueError, match=r'image_shape \(3, 32, 32\) does not fit model.student'):
+        MODELS.build(dict(base, synthesizer=dict(base['synthesizer'], image_shape=(3, 32, 32))))
+    with pytest.raises(ValueError, match='model.teacher.num_classes is 100 but model.student '
+                                         'has 10 classes'):
+        MODELS.build(dict(base, teacher=dict(base['teacher'], num_classes=100)))
+    with pytest.raises(ValueError, match="model.student has 10 classes and model.primer 7"):
+        MODELS.build(dict(base, primer=dict(LENET5, head=dict(LENET5['head'], num_classes=7))))
     model = MODELS.build(base)
+    assert int(model.teacher.queries) == 0 and model.student.training
     assert model.phase_at(0) == ('synthesis', 0) and model.phase_at(3) == ('distill', 0)
     with pytest.raises(RuntimeError, match='set train_cfg.max_iters=4'):
         model.phase_at(4)

@@ -137,12 +137,13 @@ def test_image_shape_and_class_count_are_checked_at_build(teacher_ckpt):
     config = 'deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py'
     synth = Config.fromfile(config_path(*config.split('/'))).model.synthesizer
     with pytest.raises(ValueError, match=r'model.synthesizer.image_shape \(3, 32, 32\) does '
-                                         r'not fit the teacher .*1 channels'):
+                                         r'not fit model.teacher: .*1 channels'):
         build(config, teacher_ckpt, synthesizer=dict(synth, image_shape=(3, 32, 32)))
-    with pytest.raises(ValueError, match='num_classes is 100 but the teacher has 10'):
+    with pytest.raises(ValueError, match='synthesizer.num_classes is 100 but model.teacher has 10'):
         build(config, teacher_ckpt, synthesizer=dict(synth, num_classes=100))
     student = Config.fromfile(config_path(*config.split('/'))).model.student
-    with pytest.raises(ValueError, match="the student 7: set model.student's head num_classes"):
+    with pytest.raises(ValueError,
+                       match="model.student 7: set model.student's head num_classes to 10"):
         build(config, teacher_ckpt, student=dict(student, head=dict(student.head, num_classes=7)))
     for key, value in (('synthesizer', dict(synth, batch_size=0)), ('student_batch_size', 0)):
         with pytest.raises(ValueError, match=f'model.{key}.* must be an int >= 1'):

@@ -6,6 +6,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import mmdfkd  # noqa: F401  (registers modules and the resume-safe checkpoint loader)
+from mmdfkd.apis.config_keys import check_runner_config_keys
 
 
 def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
@@ -56,7 +57,9 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
 
 def build_runner(cfg: Config) -> Runner:
     """Build the runner named by ``cfg.runner_type`` (``DataFreeRunner`` for data-free
-    configs) or mmengine's ``Runner``."""
+    configs) or mmengine's ``Runner``, after checking the keys of ``cfg.model`` and
+    ``cfg.custom_hooks`` against the classes they configure (``check_runner_config_keys``)."""
+    check_runner_config_keys(cfg)
     if cfg.get('launcher', 'none') == 'pytorch' and not torch.cuda.is_available():
         _init_cpu_process_group(cfg)
     if 'runner_type' in cfg:

@@ -10,6 +10,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
 from PIL import Image
 
+from mmdfkd.apis.config_keys import check_config_keys
 from mmdfkd.registry import MODELS
 
 
@@ -46,6 +47,7 @@ def build_from_checkpoint(config: str, checkpoint: str,
     if 'teacher_ckpt' in model_cfg:
         # A white-box teacher's weights are in the run's checkpoint (black-box ones never are).
         model_cfg['teacher_ckpt'] = checkpoint
+    check_config_keys(model_cfg, MODELS, 'model')
     model = MODELS.build(model_cfg)
     run_dir = osp.dirname(osp.abspath(checkpoint))
     model.set_work_dir(run_dir)

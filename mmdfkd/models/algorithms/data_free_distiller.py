@@ -7,7 +7,8 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import nn
 
 from mmdfkd.models.utils import (STUDENT_INIT_MODES, BatchAugment, ModuleOutputRecorder,
-                                 PartialMixup, classifier_logits_and_features,
+                                 PartialMixup, check_models_fit,
+                                 classifier_logits_and_features,
                                  frozen_parameters, init_student_from_teacher)
 from mmdfkd.models.losses.cam import cam_forward
 from mmdfkd.models.teachers import BaseTeacher, load_classifier_weights, require_access
@@ -17,39 +18,6 @@ from mmdfkd.registry import MODELS
 def unwrap(module: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (or the module itself)."""
     return getattr(module, 'module', module)
-
-
-def check_models_fit(teacher: nn.Module, student: nn.Module, synthesizer: nn.Module) -> None:
-    """Run teacher and student once on a zero batch of the synthesizer's ``image_shape`` (no
-    gradient, eval mode, not counted as queries) so that a config whose image shape or class
-    count does not fit the models fails at build time with the key to change, instead of a
-    convolution's shape error at the first synthesis step."""
-    image_shape = getattr(synthesizer, 'image_shape', None)
-    if image_shape is None:
-        return
-    probe = torch.zeros(2, *image_shape)
-    classes = {}
-    for role, model in (('teacher', teacher), ('student', student)):
-        was_training = model.training
-        try:
-            with torch.no_grad():
-                classes[role] = model.eval()(probe, mode='tensor').size(1)
-        except RuntimeError as err:
-            raise ValueError(
-                f'model.synthesizer.image_shape {tuple(image_shape)} does not fit the {role} '
-                f'(model.{role}): its forward on images of that shape fails with "{err}". Set '
-                f'model.synthesizer.image_shape to the (C, H, W) the {role} takes, e.g. '
-                '(1, 32, 32) for the Fashion-MNIST LeNets, (3, 32, 32) for CIFAR.') from err
-        finally:
-            model.train(was_training)
-    if classes['teacher'] != classes['student']:
-        raise ValueError(f"the teacher has {classes['teacher']} classes and the student "
-                         f"{classes['student']}: set model.student's head num_classes to "
-                         f"{classes['teacher']}.")
-    num_classes = getattr(synthesizer, 'num_classes', None)
-    if num_classes is not None and num_classes != classes['teacher']:
-        raise ValueError(f'model.synthesizer.num_classes is {num_classes} but the teacher has '
-                         f"{classes['teacher']} classes: set it to {classes['teacher']}.")
 
 
 @MODELS.register_module()
@@ -135,7 +103,11 @@ class DataFreeDistiller(BaseModel):
             load_classifier_weights(built, teacher_ckpt)
         self.teacher = built
         self.student = MODELS.build(student)
-        check_models_fit(self.teacher, self.student, self.synthesizer)
+        image_shape = getattr(self.synthesizer, 'image_shape', None)
+        if image_shape is not None:
+            check_models_fit(
+                image_shape, {'model.teacher': self.teacher, 'model.student': self.student},
+                {'model.synthesizer.num_classes': getattr(self.synthesizer, 'num_classes', None)})
         self.synthesizer.bind(self.teacher)
         self.synthesizer.bind_student(self.student, self.teacher)
         self.distill_loss = (nn.ModuleList([MODELS.build(c) for c in distill_loss])

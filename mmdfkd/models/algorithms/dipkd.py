@@ -6,7 +6,8 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
 
 from mmdfkd.models.teachers import BaseTeacher, require_access
-from mmdfkd.models.utils import BatchAugment, classifier_logits_and_features, frozen_parameters
+from mmdfkd.models.utils import (BatchAugment, check_models_fit, classifier_logits_and_features,
+                                 frozen_parameters)
 from mmdfkd.registry import MODELS
 
 PHASES = ('synthesis', 'primer', 'contrast', 'distill')
@@ -93,6 +94,14 @@ class DIPKD(BaseModel):
             raise ValueError('the contrast phase encodes images with the primer: set '
                              'phase_iters.primer > 0, or phase_iters.contrast=0')
         self.primer = MODELS.build(primer or student) if self.phase_iters['primer'] else None
+        # The teacher may be a counted (or remote) black box, so only the student and the
+        # primer are run; the teacher's class count is the one its wrapper declares.
+        check_models_fit(
+            self.synthesizer.image_shape,
+            {'model.student': self.student,
+             **({'model.primer': self.primer} if self.primer is not None else {})},
+            {'model.teacher.num_classes': teacher.num_classes,
+             'model.synthesizer.num_classes': getattr(self.synthesizer, 'num_classes', None)})
         self.contrast = None
         if self.phase_iters['contrast']:
             if contrast is None:

@@ -1,0 +1,75 @@
+"""Build-time check that a method's image shape and class counts fit its models.
+
+A config whose ``model.synthesizer.image_shape`` or ``num_classes`` does not fit the teacher
+or the student otherwise fails at the first training step with a convolution's shape error
+that names no config key. Every algorithm runs its models once on a zero batch when it is
+built instead, so the error names the key to change.
+"""
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+
+def count_classes(model: nn.Module, role: str, image_shape: Sequence[int]) -> int:
+    """Number of logits ``model`` gives for images of ``image_shape`` (C, H, W).
+
+    Runs the model once on a zero batch of two images without gradient in eval mode (so no BN
+    statistic moves) and restores its mode afterwards.
+
+    Args:
+        model: An mmpretrain classifier, or any model whose ``forward(images, mode='tensor')``
+            returns logits (``ClassifierEnsemble``, white-box teacher wrappers).
+        role: The config key of the model, e.g. ``'model.student'``, for the error message.
+        image_shape: The (C, H, W) the synthesizer makes.
+
+    Raises:
+        ValueError: naming ``model.synthesizer.image_shape`` when the forward fails.
+    """
+    probe = torch.zeros(2, *image_shape)
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            logits = model.eval()(probe, mode='tensor')
+    except RuntimeError as err:
+        raise ValueError(
+            f'model.synthesizer.image_shape {tuple(image_shape)} does not fit {role}: its '
+            f'forward on images of that shape fails with "{err}". Set '
+            'model.synthesizer.image_shape to the (C, H, W) the models take, e.g. (1, 32, 32) '
+            'for the Fashion-MNIST LeNets, (3, 32, 32) for CIFAR.') from err
+    finally:
+        model.train(was_training)
+    return logits.size(1)
+
+
+def check_models_fit(image_shape: Sequence[int], models: Mapping[str, nn.Module],
+                     declared_classes: Mapping[str, int | None] | None = None) -> int:
+    """Check that every model takes ``image_shape`` and that all agree on the class count.
+
+    Args:
+        image_shape: The synthesizer's (C, H, W).
+        models: Config key -> model, e.g. ``{'model.teacher': t, 'model.student': s}``; the
+            first one is the reference whose class count the others must match. Only models
+            that may be run freely belong here (never a query-counted black-box teacher).
+        declared_classes: Config key -> a class count set in the config (e.g.
+            ``{'model.synthesizer.num_classes': 10}``); ``None`` values are skipped.
+
+    Returns:
+        The reference model's class count.
+
+    Raises:
+        ValueError: naming the key to change.
+    """
+    (reference, reference_model), *others = models.items()
+    num_classes = count_classes(reference_model, reference, image_shape)
+    for role, model in others:
+        classes = count_classes(model, role, image_shape)
+        if classes != num_classes:
+            raise ValueError(f'{reference} has {num_classes} classes and {role} {classes}: '
+                             f"set {role}'s head num_classes to {num_classes}.")
+    for key, declared in (declared_classes or {}).items():
+        if declared is not None and declared != num_classes:
+            raise ValueError(f'{key} is {declared} but {reference} has {num_classes} classes: '
+                             f"set {key}={num_classes}, or {reference}'s head num_classes to "
+                             f'{declared}, whichever is wrong.')
+    return num_classes
