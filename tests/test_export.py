@@ -58,3 +58,26 @@ def test_tools_refuse_a_teacher_checkpoint_with_the_fix(teacher_ckpt, tmp_path):
     with pytest.raises(ValueError, match='tools/synthesize.py needs a checkpoint'):
         build_from_checkpoint(config, teacher_ckpt)
     assert not (tmp_path / 'out').exists()
+
+
+@needs_fmnist
+def test_test_tool_refuses_a_checkpoint_without_the_evaluated_weights(teacher_ckpt, tmp_path):
+    """mmengine loads ``load_from`` non-strictly, so a wrong checkpoint used to be evaluated as
+    randomly initialised weights (11.8 % with the teacher's file and a data-free config);
+    tools/test.py refuses it both ways round and accepts the right ones."""
+    from mmdfkd.apis import build_runner, load_config
+    from mmdfkd.engine.runner.checkpoint_loader import check_checkpoint_fits
+    run = run_datafree(CONFIG, str(tmp_path / 'run'), teacher_ckpt, max_iters=1)
+    run_ckpt = last_checkpoint(str(tmp_path / 'run'))
+    with pytest.raises(ValueError, match=r'lacks 18 of the 18 weights tools/test.py evaluates '
+                                         r'\(e.g. student.backbone.*saved by this data-free run'):
+        check_checkpoint_fits(run.model, teacher_ckpt, 'tools/test.py')
+    check_checkpoint_fits(run.model, run_ckpt, 'tools/test.py')
+
+    teacher_cfg = load_config(config_path('teachers', 'lenet5bn_fmnist.py'),
+                              work_dir=str(tmp_path / 'teacher'))
+    teacher_cfg.experiment_name = 'test_checkpoint_fits_teacher'
+    teacher_run = build_runner(teacher_cfg)
+    with pytest.raises(ValueError, match=r"e.g. backbone.*iter_N.pth goes with its data-free"):
+        check_checkpoint_fits(teacher_run.model, run_ckpt, 'tools/test.py')
+    check_checkpoint_fits(teacher_run.model, teacher_ckpt, 'tools/test.py')

@@ -14,6 +14,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import DictAction  # noqa: E402
 
 from mmdfkd.apis import build_runner, load_config  # noqa: E402
+from mmdfkd.engine.runner.checkpoint_loader import check_checkpoint_fits  # noqa: E402
 
 
 def main() -> None:
@@ -34,6 +35,7 @@ def main() -> None:
     cfg.load_from = args.checkpoint
     cfg.resume = False
     runner = build_runner(cfg)
+    check_checkpoint_fits(runner.model, args.checkpoint, 'tools/test.py')
     metrics = runner.test()
     if args.out:
         with open(args.out, 'w') as f:

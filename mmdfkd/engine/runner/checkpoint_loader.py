@@ -31,3 +31,32 @@ def load_run_checkpoint(filename: str, tool: str) -> dict:
                          'saved by a data-free run (work_dirs/<run>/iter_N.pth, the last one '
                          "named in the run's last_checkpoint file), not a teacher's.")
     return state
+
+
+def check_checkpoint_fits(model: torch.nn.Module, filename: str, tool: str) -> None:
+    """Refuse, before evaluating, a checkpoint without the weights of what is evaluated.
+
+    mmengine loads ``load_from`` non-strictly and only logs missing keys, so a teacher's
+    ``epoch_N.pth`` given with a data-free config (or a data-free run's ``iter_N.pth`` with a
+    teacher config) would evaluate randomly initialised weights and print a meaningless
+    accuracy. A data-free model (one with a ``student``) needs its ``student.*`` weights; any
+    other model all of its own.
+    """
+    model = getattr(model, 'module', model)
+    state = load_local_checkpoint(filename, map_location='cpu')
+    keys = set(state.get('state_dict', state))
+    wanted = [k for k in model.state_dict() if not k.endswith('_extra_state')]
+    data_free = isinstance(getattr(model, 'student', None), torch.nn.Module)
+    if data_free:
+        wanted = [k for k in wanted if k.startswith('student.')]
+    missing = [k for k in wanted if k not in keys]
+    if not missing:
+        return
+    if data_free:
+        fix = ("a checkpoint saved by this data-free run (work_dirs/<run>/iter_N.pth, the last "
+               "one named in the run's last_checkpoint file), not a teacher's")
+    else:
+        fix = ("a checkpoint of this config's model (a teacher's work_dirs/teachers/<name>/"
+               'epoch_N.pth); a data-free run\'s iter_N.pth goes with its data-free config')
+    raise ValueError(f'{filename} lacks {len(missing)} of the {len(wanted)} weights {tool} '
+                     f"evaluates (e.g. {', '.join(missing[:3])}): it needs {fix}.")
