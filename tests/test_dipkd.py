@@ -187,6 +187,14 @@ def test_dipkd_budget_stop_then_resume_keeps_the_exact_count(lenet5_ckpt, tmp_pa
     from mmpretrain.datasets import CustomDataset
     assert len(CustomDataset(data_root=str(tmp_path / 'export'), pipeline=[])) == 60
 
+    # The black-box student exports as a plain mmpretrain model with the run's weights.
+    from mmdfkd.apis.export import export_student
+    ckpt, _ = export_student(config_path(*CONFIG.split('/')), last_checkpoint(work),
+                             str(tmp_path / 'student'))
+    exported = torch.load(ckpt, weights_only=False)['state_dict']
+    assert exported.keys() == rebuilt.student.state_dict().keys()
+    assert all(torch.equal(v, rebuilt.student.state_dict()[k]) for k, v in exported.items())
+
 
 @needs_fmnist
 @pytest.mark.parametrize('ablation', [

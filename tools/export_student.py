@@ -1,4 +1,5 @@
-"""Export the student of a data-free checkpoint as a plain mmpretrain model.
+"""Export the student of a data-free checkpoint (any method, DIP-KD included) as a plain
+mmpretrain model.
 
 Writes ``OUT_DIR/student.pth`` (``state_dict`` of the student ``ImageClassifier`` only, no
 teacher, no synthesizer) and ``OUT_DIR/student_config.py``, a plain mmpretrain config that

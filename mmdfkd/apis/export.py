@@ -37,9 +37,10 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str
         Paths of the checkpoint and the config.
     """
     cfg = Config.fromfile(config)
-    if cfg.model.get('type') != 'DataFreeDistiller' or 'student' not in cfg.model:
-        raise ValueError(f'{config} is not a data-free config (model.type must be '
-                         'DataFreeDistiller with a model.student).')
+    if 'student' not in cfg.model:
+        raise ValueError(f'{config} is not a data-free config: its model has no model.student '
+                         '(export from the config of the run, e.g. a DataFreeDistiller or DIPKD '
+                         'one).')
     state = load_run_checkpoint(checkpoint, 'tools/export_student.py')
     state_dict = state.get('state_dict', state)
     student_state = {k[len(STUDENT_PREFIX):]: v for k, v in state_dict.items()
