@@ -84,7 +84,11 @@ class DataFreeTrainLoop(BaseLoop):
         self._max_iters = int(max_iters)
         self._iter = 0
         self._epoch = 0
-        self.val_interval = val_interval
+        if int(val_interval) != val_interval or val_interval < 1:
+            raise ValueError('train_cfg.val_interval must be a positive integer (validate every '
+                             f'that many iterations; the last iteration always validates), got '
+                             f'{val_interval}; use --no-validate to train without validation')
+        self.val_interval = int(val_interval)
         self.val_begin = val_begin
         if time_budget_s is not None and not time_budget_s > 0:
             raise ValueError('train_cfg.time_budget_s must be a positive number of seconds '
