@@ -276,6 +276,12 @@ def test_dipkd_config_errors(lenet5_ckpt):
         MODELS.build(dict(base, synthesizer=dict(base['synthesizer'], texture_prob=1.5)))
     with pytest.raises(ValueError, match='batch_size and num_images must be >= 1, got 0 and 10'):
         MODELS.build(dict(base, synthesizer=dict(base['synthesizer'], batch_size=0)))
+    with pytest.raises(ValueError, match='model.batch_size must be an int >= 1'):
+        MODELS.build(dict(base, batch_size=0))
+    with pytest.raises(ValueError, match='model.unlabelled_batch_size must be an int >= 0'):
+        MODELS.build(dict(base, unlabelled_batch_size=-1))
+    with pytest.raises(ValueError, match=r'zoom_range must be None or \(low, high\)'):
+        MODELS.build(dict(base, synthesizer=dict(base['synthesizer'], zoom_range=(0.0, 0.9))))
     with pytest.raises(ValueError, match="unlabelled_source must be 'priors' or 'overlays'"):
         MODELS.build(dict(base, unlabelled_batch_size=4, unlabelled_source='pool'))
     with pytest.raises(ValueError, match='unlabelled_batch_size > 0 feeds only the L1 term'):

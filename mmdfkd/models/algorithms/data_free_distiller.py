@@ -7,7 +7,7 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import nn
 
 from mmdfkd.models.utils import (STUDENT_INIT_MODES, BatchAugment, ModuleOutputRecorder,
-                                 PartialMixup, check_models_fit,
+                                 PartialMixup, check_batch_sizes, check_models_fit,
                                  classifier_logits_and_features,
                                  frozen_parameters, init_student_from_teacher)
 from mmdfkd.models.losses.cam import cam_forward
@@ -150,11 +150,9 @@ class DataFreeDistiller(BaseModel):
         self.synthesizer_steps = synthesizer_steps
         self.student_steps = student_steps
         self.warmup_iters = warmup_iters
-        for key, size in (('model.synthesizer.batch_size',
-                           getattr(self.synthesizer, 'batch_size', None)),
-                          ('model.student_batch_size', student_batch_size)):
-            if size is not None and (not isinstance(size, int) or size < 1):
-                raise ValueError(f'{key} must be an int >= 1 (images per batch), got {size!r}')
+        check_batch_sizes({'model.synthesizer.batch_size':
+                           getattr(self.synthesizer, 'batch_size', None),
+                           'model.student_batch_size': student_batch_size})
         self.student_batch_size = student_batch_size or synthesizer.get('batch_size', 256)
         self.student_augment = (BatchAugment(student_augment, groups=student_augment_groups)
                                 if student_augment else None)

@@ -6,8 +6,8 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
 
 from mmdfkd.models.teachers import BaseTeacher, require_access
-from mmdfkd.models.utils import (BatchAugment, check_models_fit, classifier_logits_and_features,
-                                 frozen_parameters)
+from mmdfkd.models.utils import (BatchAugment, check_batch_sizes, check_models_fit,
+                                 classifier_logits_and_features, frozen_parameters)
 from mmdfkd.registry import MODELS
 
 PHASES = ('synthesis', 'primer', 'contrast', 'distill')
@@ -112,6 +112,8 @@ class DIPKD(BaseModel):
                 c, h, w = self.synthesizer.image_shape
                 _, feats = classifier_logits_and_features(self.primer, torch.zeros(2, c, h, w))
             self.contrast.build(feats.size(1))
+        check_batch_sizes({'model.batch_size': batch_size})
+        check_batch_sizes({'model.unlabelled_batch_size': unlabelled_batch_size}, minimum=0)
         self.batch_size = batch_size
         self.ce_weight, self.primer_weight = ce_weight, primer_weight
         if unlabelled_source not in ('priors', 'overlays'):

@@ -126,6 +126,9 @@ class ImagePriorSynthesizer(PooledSynthesizer):
                              f"got '{label_mix_mode}'")
         if len(image_shape) != 3:
             raise ValueError(f'model.synthesizer.image_shape must be (C, H, W), got {image_shape}')
+        if zoom_range is not None and not 0 < zoom_range[0] <= zoom_range[1]:
+            raise ValueError('model.synthesizer.zoom_range must be None or (low, high) scale '
+                             f'factors with 0 < low <= high, got {zoom_range}')
         if batch_size < 1 or num_images < 1:
             raise ValueError('model.synthesizer.batch_size and num_images must be >= 1, got '
                              f'{batch_size} and {num_images}')

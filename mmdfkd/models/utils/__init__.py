@@ -1,7 +1,7 @@
 from .augment import BatchAugment, PartialMixup
 from .classifier import classifier_logits_and_features
 from .recorder import ModuleOutputRecorder
-from .fit_check import check_models_fit, count_classes
+from .fit_check import check_batch_sizes, check_models_fit, count_classes
 from .freeze import evaluation_mode, frozen_parameters
 from .meta import META_METHODS, MetaGradient
 from .targets import BalancedLabelSampler
@@ -10,7 +10,8 @@ from .teacher_slice import CHANNEL_ORDERS, STUDENT_INIT_MODES, init_student_from
 
 __all__ = [
     'BatchAugment', 'PartialMixup', 'classifier_logits_and_features', 'ModuleOutputRecorder',
-    'frozen_parameters', 'check_models_fit', 'count_classes',
+    'frozen_parameters', 'check_batch_sizes', 'check_models_fit',
+    'count_classes',
     'evaluation_mode', 'MetaGradient', 'META_METHODS', 'BalancedLabelSampler',
     'CHANNEL_ORDERS', 'STUDENT_INIT_MODES', 'init_student_from_teacher',
     'fold_student_from_teacher', 'weighted_kmeans'

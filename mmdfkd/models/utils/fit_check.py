@@ -73,3 +73,14 @@ def check_models_fit(image_shape: Sequence[int], models: Mapping[str, nn.Module]
                              f"set {key}={num_classes}, or {reference}'s head num_classes to "
                              f'{declared}, whichever is wrong.')
     return num_classes
+
+
+def check_batch_sizes(sizes: Mapping[str, int | None], minimum: int = 1) -> None:
+    """Refuse batch sizes that are not ints >= ``minimum``, naming the key (``None`` values
+    mean "the default" and are skipped). A zero batch otherwise surfaces steps later as an
+    empty-tensor error, or falls back silently to a default."""
+    for key, size in sizes.items():
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)
+                                 or size < minimum):
+            raise ValueError(f'{key} must be an int >= {minimum} (images per batch), got '
+                             f'{size!r}')
