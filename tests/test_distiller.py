@@ -151,3 +151,20 @@ def test_image_shape_and_class_count_are_checked_at_build(teacher_ckpt):
     model, _ = build(config, teacher_ckpt)
     assert model.student.training and not model.teacher.training
     assert int(model.teacher_queries) == 0
+
+    # Generator methods are checked too, naming their own keys: a class count that would
+    # silently leave classes out of the balanced targets, a generator of the wrong channels.
+    fast = 'fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py'
+    synth = Config.fromfile(config_path(*fast.split('/'))).model.synthesizer
+    with pytest.raises(ValueError, match='model.synthesizer.num_classes is 7 but model.teacher '
+                                         'has 10 classes'):
+        build(fast, teacher_ckpt, synthesizer=dict(synth, num_classes=7))
+    with pytest.raises(ValueError, match=r"model.synthesizer.generator's \(channels, img_size, "
+                                         r"img_size\) \(3, 32, 32\) does not fit model.teacher"):
+        build(fast, teacher_ckpt,
+              synthesizer=dict(synth, generator=dict(synth.generator, channels=3)))
+    cpsc = 'cpsc_dfkd/cpsc_dfkd_lenet5bn_lenet5half_fmnist.py'
+    synth = Config.fromfile(config_path(*cpsc.split('/'))).model.synthesizer
+    with pytest.raises(ValueError, match='model.synthesizer.generator.num_classes is 7'):
+        build(cpsc, teacher_ckpt,
+              synthesizer=dict(synth, generator=dict(synth.generator, num_classes=7)))

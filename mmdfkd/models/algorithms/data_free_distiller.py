@@ -107,7 +107,8 @@ class DataFreeDistiller(BaseModel):
         if image_shape is not None:
             check_models_fit(
                 image_shape, {'model.teacher': self.teacher, 'model.student': self.student},
-                {'model.synthesizer.num_classes': getattr(self.synthesizer, 'num_classes', None)})
+                {self.synthesizer.num_classes_key: getattr(self.synthesizer, 'num_classes', None)},
+                shape_key=self.synthesizer.image_shape_key)
         self.synthesizer.bind(self.teacher)
         self.synthesizer.bind_student(self.student, self.teacher)
         self.distill_loss = (nn.ModuleList([MODELS.build(c) for c in distill_loss])

@@ -101,7 +101,8 @@ class DIPKD(BaseModel):
             {'model.student': self.student,
              **({'model.primer': self.primer} if self.primer is not None else {})},
             {'model.teacher.num_classes': teacher.num_classes,
-             'model.synthesizer.num_classes': getattr(self.synthesizer, 'num_classes', None)})
+             self.synthesizer.num_classes_key: getattr(self.synthesizer, 'num_classes', None)},
+            shape_key=self.synthesizer.image_shape_key)
         self.contrast = None
         if self.phase_iters['contrast']:
             if contrast is None:

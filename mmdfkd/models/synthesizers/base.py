@@ -31,6 +31,9 @@ class BaseSynthesizer(BaseModule, metaclass=ABCMeta):
 
     method_name: str = 'this synthesizer'
     required_access: str = 'white-box'
+    # The config keys that set ``image_shape`` and ``num_classes`` (for build-time errors).
+    image_shape_key: str = 'model.synthesizer.image_shape'
+    num_classes_key: str = 'model.synthesizer.num_classes'
 
     def bind(self, teacher: nn.Module) -> None:
         """Attach anything that observes the teacher (e.g. BN-statistics hooks)."""
@@ -75,6 +78,20 @@ class BaseSynthesizer(BaseModule, metaclass=ABCMeta):
                     dist.all_reduce(p.grad, op='mean')
         optim_wrapper.step()
         optim_wrapper.zero_grad()
+
+
+class GeneratedImageShape:
+    """``image_shape`` of a synthesizer whose images come from ``self.generator`` (a
+    ``DCGANGenerator`` or ``PriorResidualGenerator``): ``(channels, img_size, img_size)``, so
+    the algorithm's build-time check of image shape and class count covers generator methods
+    too, and probe forwards are sized the same way everywhere."""
+
+    generator: nn.Module
+    image_shape_key = "model.synthesizer.generator's (channels, img_size, img_size)"
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.generator.channels, self.generator.img_size, self.generator.img_size)
 
 
 class PooledSynthesizer(BaseSynthesizer):

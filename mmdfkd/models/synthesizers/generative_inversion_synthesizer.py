@@ -12,7 +12,7 @@ from mmdfkd.models.losses import instance_channel_means
 from mmdfkd.models.utils import (META_METHODS, BalancedLabelSampler, BatchAugment, MetaGradient,
                                  ModuleOutputRecorder, evaluation_mode)
 from mmdfkd.registry import MODELS
-from .base import PooledSynthesizer
+from .base import GeneratedImageShape, PooledSynthesizer
 from .generator import sample_latent
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def reset_parameters(module: nn.Module) -> None:
 
 
 @MODELS.register_module()
-class GenerativeInversionSynthesizer(PooledSynthesizer):
+class GenerativeInversionSynthesizer(GeneratedImageShape, PooledSynthesizer):
     """Invert the teacher through a generator ``G(z)`` and keep the results in a data pool.
 
     Each :meth:`synthesize` call draws class-balanced targets and a learnable latent ``z``,
@@ -127,8 +127,7 @@ class GenerativeInversionSynthesizer(PooledSynthesizer):
             return
         self._layer_recorder = ModuleOutputRecorder(teacher, self.contrastive_layers)
         # One probe forward tells the embedding size of the chosen layers.
-        gen = self.generator
-        probe = torch.zeros(2, gen.channels, gen.img_size, gen.img_size)
+        probe = torch.zeros(2, *self.image_shape)
         was_training = teacher.training
         teacher.eval()
         with torch.no_grad():

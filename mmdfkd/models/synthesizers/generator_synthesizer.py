@@ -9,7 +9,7 @@ from torch import nn
 
 from mmdfkd.models.utils import BalancedLabelSampler, classifier_logits_and_features
 from mmdfkd.registry import MODELS
-from .base import BaseSynthesizer
+from .base import BaseSynthesizer, GeneratedImageShape
 from .generator import sample_latent
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @MODELS.register_module()
-class GeneratorSynthesizer(BaseSynthesizer):
+class GeneratorSynthesizer(GeneratedImageShape, BaseSynthesizer):
     """Train a generator ``G(z)`` (or ``G(z, y)``) whose samples the student learns from.
 
     The generator objective is the sum of whichever terms are configured, which covers
@@ -69,6 +69,7 @@ class GeneratorSynthesizer(BaseSynthesizer):
     """
 
     method_name = 'DAFL / DFAD / ZSKT / CPSC-DFKD'
+    num_classes_key = 'model.synthesizer.generator.num_classes'  # conditional generators
 
     TERMS = ('onehot', 'entropy', 'activation', 'bn', 'adversarial', 'ikd', 'contrastive')
 
@@ -127,8 +128,7 @@ class GeneratorSynthesizer(BaseSynthesizer):
     def bind_student(self, student: nn.Module, teacher: nn.Module) -> None:
         """Size the contrastive projections from both models' penultimate features."""
         if 'contrastive' in self.losses and hasattr(self.losses['contrastive'], 'build'):
-            gen = self.generator
-            probe = torch.zeros(2, gen.channels, gen.img_size, gen.img_size)
+            probe = torch.zeros(2, *self.image_shape)
             dims = []
             for model in (student, teacher):
                 was_training = model.training

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 
-def count_classes(model: nn.Module, role: str, image_shape: Sequence[int]) -> int:
+def count_classes(model: nn.Module, role: str, image_shape: Sequence[int],
+                  shape_key: str = 'model.synthesizer.image_shape') -> int:
     """Number of logits ``model`` gives for images of ``image_shape`` (C, H, W).
 
     Runs the model once on a zero batch of two images without gradient in eval mode (so no BN
@@ -22,28 +23,29 @@ def count_classes(model: nn.Module, role: str, image_shape: Sequence[int]) -> in
             returns logits (``ClassifierEnsemble``, white-box teacher wrappers).
         role: The config key of the model, e.g. ``'model.student'``, for the error message.
         image_shape: The (C, H, W) the synthesizer makes.
+        shape_key: The config key(s) that set ``image_shape``, for the error message.
 
     Raises:
-        ValueError: naming ``model.synthesizer.image_shape`` when the forward fails.
+        ValueError: naming ``shape_key`` when the forward fails.
     """
     probe = torch.zeros(2, *image_shape)
     was_training = model.training
     try:
         with torch.no_grad():
             logits = model.eval()(probe, mode='tensor')
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:
         raise ValueError(
-            f'model.synthesizer.image_shape {tuple(image_shape)} does not fit {role}: its '
-            f'forward on images of that shape fails with "{err}". Set '
-            'model.synthesizer.image_shape to the (C, H, W) the models take, e.g. (1, 32, 32) '
-            'for the Fashion-MNIST LeNets, (3, 32, 32) for CIFAR.') from err
+            f'{shape_key} {tuple(image_shape)} does not fit {role}: its forward on images of '
+            f'that shape fails with "{err}". Set {shape_key} to the (C, H, W) the models take, '
+            'e.g. (1, 32, 32) for the Fashion-MNIST LeNets, (3, 32, 32) for CIFAR.') from err
     finally:
         model.train(was_training)
     return logits.size(1)
 
 
 def check_models_fit(image_shape: Sequence[int], models: Mapping[str, nn.Module],
-                     declared_classes: Mapping[str, int | None] | None = None) -> int:
+                     declared_classes: Mapping[str, int | None] | None = None,
+                     shape_key: str = 'model.synthesizer.image_shape') -> int:
     """Check that every model takes ``image_shape`` and that all agree on the class count.
 
     Args:
@@ -53,6 +55,7 @@ def check_models_fit(image_shape: Sequence[int], models: Mapping[str, nn.Module]
             that may be run freely belong here (never a query-counted black-box teacher).
         declared_classes: Config key -> a class count set in the config (e.g.
             ``{'model.synthesizer.num_classes': 10}``); ``None`` values are skipped.
+        shape_key: The config key(s) that set ``image_shape``, for the error message.
 
     Returns:
         The reference model's class count.
@@ -61,9 +64,9 @@ def check_models_fit(image_shape: Sequence[int], models: Mapping[str, nn.Module]
         ValueError: naming the key to change.
     """
     (reference, reference_model), *others = models.items()
-    num_classes = count_classes(reference_model, reference, image_shape)
+    num_classes = count_classes(reference_model, reference, image_shape, shape_key)
     for role, model in others:
-        classes = count_classes(model, role, image_shape)
+        classes = count_classes(model, role, image_shape, shape_key)
         if classes != num_classes:
             raise ValueError(f'{reference} has {num_classes} classes and {role} {classes}: '
                              f"set {role}'s head num_classes to {num_classes}.")
