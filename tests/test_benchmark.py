@@ -223,6 +223,17 @@ def test_seeds_option_rejects_bad_values():
             assert '--seeds' in str(err)
         else:
             raise AssertionError(f'--seeds {bad!r} was accepted')
+    # seconds and iteration overrides: positive only
+    assert tool.positive_number('840') == 840.0 and tool.positive_int('5') == 5
+    for parse, bad in ((tool.positive_number, '-5'), (tool.positive_number, '0'),
+                       (tool.positive_number, 'nan'), (tool.positive_number, 'x'),
+                       (tool.positive_int, '0'), (tool.positive_int, '2.5')):
+        try:
+            parse(bad)
+        except argparse.ArgumentTypeError:
+            pass
+        else:
+            raise AssertionError(f'{parse.__name__}({bad!r}) was accepted')
 
 
 def test_bad_arguments_fail_before_any_work(tmp_path):

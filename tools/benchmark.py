@@ -56,17 +56,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--suite', required=True, choices=sorted(SUITES))
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--budget-s', type=float, default=None,
+    parser.add_argument('--budget-s', type=positive_number, default=None,
                         help='wall-clock budget per data-free row (train_cfg.time_budget_s)')
     parser.add_argument('--methods', default=None,
                         help='comma-separated subset of the suite rows to run')
     parser.add_argument('--teacher-ckpt', default=None,
                         help='use this teacher checkpoint instead of training one')
-    parser.add_argument('--max-iters', type=int, default=None,
+    parser.add_argument('--max-iters', type=positive_int, default=None,
                         help='override train_cfg.max_iters of data-free rows (smoke runs)')
-    parser.add_argument('--max-epochs', type=int, default=None,
+    parser.add_argument('--max-epochs', type=positive_int, default=None,
                         help='override the epochs of supervised rows (teacher, real data)')
-    parser.add_argument('--acc-at-s', type=float, default=180.0,
+    parser.add_argument('--acc-at-s', type=positive_number, default=180.0,
                         help='also record the student accuracy after this many seconds')
     parser.add_argument('--acc-at-s-only', action='store_true',
                         help='stop rows right after --acc-at-s; update only that column')
@@ -177,6 +177,29 @@ def main() -> None:
     if args.docs:
         update_docs(args.docs, args.suite, table)
     print(table)
+
+
+def positive_number(text: str) -> float:
+    """argparse type of the seconds options: a number > 0 (a bad value used to be found only
+    by the first training child, after the suite's teacher had been trained or checked)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'takes a number of seconds > 0; got {text!r}')
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type of the iteration / epoch overrides: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'takes an integer >= 1; got {text!r}')
+    return value
 
 
 def parse_seeds(text: str) -> list[int]:
