@@ -69,8 +69,9 @@ def test_test_tool_refuses_a_checkpoint_without_the_evaluated_weights(teacher_ck
     from mmdfkd.engine.runner.checkpoint_loader import check_checkpoint_fits
     run = run_datafree(CONFIG, str(tmp_path / 'run'), teacher_ckpt, max_iters=1)
     run_ckpt = last_checkpoint(str(tmp_path / 'run'))
-    with pytest.raises(ValueError, match=r'lacks 18 of the 18 weights tools/test.py evaluates '
-                                         r'\(e.g. student.backbone.*saved by this data-free run'):
+    with pytest.raises(ValueError, match=r'does not fit 18 of the 18 weights tools/test.py '
+                                         r'evaluates \(student.backbone.*saved by this '
+                                         r'data-free run'):
         check_checkpoint_fits(run.model, teacher_ckpt, 'tools/test.py')
     check_checkpoint_fits(run.model, run_ckpt, 'tools/test.py')
 
@@ -78,6 +79,57 @@ def test_test_tool_refuses_a_checkpoint_without_the_evaluated_weights(teacher_ck
                               work_dir=str(tmp_path / 'teacher'))
     teacher_cfg.experiment_name = 'test_checkpoint_fits_teacher'
     teacher_run = build_runner(teacher_cfg)
-    with pytest.raises(ValueError, match=r"e.g. backbone.*iter_N.pth goes with its data-free"):
+    with pytest.raises(ValueError, match=r"\(backbone.*iter_N.pth goes with its data-free"):
         check_checkpoint_fits(teacher_run.model, run_ckpt, 'tools/test.py')
     check_checkpoint_fits(teacher_run.model, teacher_ckpt, 'tools/test.py')
+
+
+@needs_fmnist
+def test_tools_refuse_a_checkpoint_of_another_config_and_name_the_runs_own(teacher_ckpt,
+                                                                          tmp_path):
+    """A run's checkpoint given with another method's config used to fail on raw state-dict
+    errors (synthesis), write a student.pth its exported config cannot load (export), or
+    evaluate a student of another width with random weights (mmengine skips weights of
+    another shape non-strictly). Each tool now refuses it and names the config the run
+    dumped into its work dir; the teacher's own config is refused by synthesis up front."""
+    import glob
+    from torch import nn
+
+    from mmdfkd.apis.synthesize import build_from_checkpoint
+    from mmdfkd.engine.runner.checkpoint_loader import check_checkpoint_fits
+    run_dir = tmp_path / 'run'
+    run_datafree(CONFIG, str(run_dir), teacher_ckpt, max_iters=1)
+    run_ckpt = last_checkpoint(str(run_dir))
+    dumped = glob.glob(str(run_dir / '*.py'))
+    assert len(dumped) == 1
+    hint = rf'needs the config the run used \({dumped[0]}\)'
+
+    inversion = config_path('deepinversion', 'deepinversion_lenet5bn_lenet5half_fmnist.py')
+    with pytest.raises(ValueError, match=r'was saved by a run of another config .*'
+                                         r'synthesizer.generator.* is not in the config.*'
+                                         + hint):
+        build_from_checkpoint(inversion, run_ckpt,
+                              {'model.teacher_ckpt': teacher_ckpt})
+    with pytest.raises(ValueError, match=r'has no model.synthesizer .*' + hint):
+        build_from_checkpoint(config_path('teachers', 'lenet5bn_fmnist.py'), run_ckpt)
+
+    blackbox = config_path('dipkd', 'dipkd_lenet5_lenet5_fmnist.py')
+    with pytest.raises(ValueError, match=r"student differs from .*model.student "
+                                         r'\(backbone.conv1.0.weight has shape \(3, 1, 5, 5\) '
+                                         r'in the checkpoint but \(6, 1, 5, 5\).*' + hint):
+        export_student(blackbox, run_ckpt, str(tmp_path / 'out'))
+    assert not (tmp_path / 'out').exists()
+
+    # tools/test.py's check on a model whose student is the black-box config's LeNet-5.
+    blackbox_cfg = Config.fromfile(blackbox)
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdfkd')
+    model = nn.Module()
+    model.student = MODELS.build(blackbox_cfg.model.student)
+    with pytest.raises(ValueError, match=r'does not fit .*student.backbone.conv1.0.weight has '
+                                         r'shape \(3, 1, 5, 5\) in the checkpoint.*its student '
+                                         r'is another model; pass the config the run used'):
+        check_checkpoint_fits(model, run_ckpt, 'tools/test.py')
+    # and the run's own config still goes through all of them
+    assert build_from_checkpoint(dumped[0], run_ckpt) is not None
+    export_student(dumped[0], run_ckpt, str(tmp_path / 'out'))

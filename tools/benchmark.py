@@ -26,6 +26,7 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from mmdfkd.apis.cli_types import positive_int, positive_number  # noqa: E402
 from mmdfkd.benchmark import (SUITES, combine_seed_runs, format_markdown,  # noqa
                               merge_results, read_docs_section, read_run_result,
                               timed_validation_options, update_docs)
@@ -177,29 +178,6 @@ def main() -> None:
     if args.docs:
         update_docs(args.docs, args.suite, table)
     print(table)
-
-
-def positive_number(text: str) -> float:
-    """argparse type of the seconds options: a number > 0 (a bad value used to be found only
-    by the first training child, after the suite's teacher had been trained or checked)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float('nan')
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'takes a number of seconds > 0; got {text!r}')
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type of the iteration / epoch overrides: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'takes an integer >= 1; got {text!r}')
-    return value
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -16,6 +16,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config, DictAction  # noqa: E402
 
 import mmdfkd  # noqa: E402,F401
+from mmdfkd.apis.cli_types import positive_int  # noqa: E402
 from mmdfkd.apis.synthesize import build_from_checkpoint, export_image_folder  # noqa: E402
 
 
@@ -24,7 +25,9 @@ def main() -> None:
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('out_dir')
-    parser.add_argument('--num-images', type=int, default=None)
+    parser.add_argument('--num-images', type=positive_int, default=None,
+                        help='cap on the images written (pool methods: default the whole '
+                             'pool; generator methods need it)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='config overrides, as for tools/train.py')
     args = parser.parse_args()

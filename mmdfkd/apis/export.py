@@ -4,8 +4,11 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config
+from mmengine.registry import init_default_scope
 
-from mmdfkd.engine.runner.checkpoint_loader import load_run_checkpoint
+from mmdfkd.engine.runner.checkpoint_loader import (load_run_checkpoint, run_config_hint,
+                                                    weights_mismatch)
+from mmdfkd.registry import DATASETS, MODELS, TRANSFORMS
 
 STUDENT_PREFIX = 'student.'
 
@@ -13,7 +16,6 @@ STUDENT_PREFIX = 'student.'
 def _qualify_mmdfkd_types(cfg):
     """Prefix types registered by mmdfkd itself with ``mmdfkd.`` so that a config in
     mmpretrain's scope still finds them (mmpretrain cannot see its child registries)."""
-    from mmdfkd.registry import DATASETS, MODELS, TRANSFORMS
     own = {**MODELS.module_dict, **DATASETS.module_dict, **TRANSFORMS.module_dict}
     if isinstance(cfg, dict):
         out = {k: _qualify_mmdfkd_types(v) for k, v in cfg.items()}
@@ -45,6 +47,14 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str
     state_dict = state.get('state_dict', state)
     student_state = {k[len(STUDENT_PREFIX):]: v for k, v in state_dict.items()
                      if k.startswith(STUDENT_PREFIX)}
+    # The exported config is this config's student: its weights must be the checkpoint's,
+    # or the exported pair would only fail (or silently test random weights) later.
+    init_default_scope(cfg.get('default_scope', 'mmdfkd'))
+    problems = weights_mismatch(MODELS.build(cfg.model.student).state_dict(), student_state)
+    if problems:
+        raise ValueError(f'{checkpoint} was saved by a run whose student differs from '
+                         f"{config}'s model.student ({'; '.join(problems[:3])}): "
+                         f'tools/export_student.py needs {run_config_hint(checkpoint)}.')
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(state.get('meta', {}))
     meta['exported_from'] = osp.abspath(checkpoint)

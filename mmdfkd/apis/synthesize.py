@@ -35,11 +35,17 @@ def build_from_checkpoint(config: str, checkpoint: str,
                           cfg_options: dict | None = None) -> BaseModel:
     """The data-free model of ``config`` (with ``--cfg-options`` style overrides) with the
     weights (and pool index) of ``checkpoint``."""
-    from mmdfkd.engine.runner.checkpoint_loader import load_run_checkpoint
+    from mmdfkd.engine.runner.checkpoint_loader import (load_run_checkpoint, run_config_hint,
+                                                        weights_mismatch)
     state = load_run_checkpoint(checkpoint, 'tools/synthesize.py')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if 'synthesizer' not in cfg.model:
+        raise ValueError(f"{config} builds model.type={cfg.model.get('type')}, which has no "
+                         'model.synthesizer and so no synthetic images to export: '
+                         'tools/synthesize.py needs '
+                         f'{run_config_hint(checkpoint)}.')
     from mmdfkd.engine.runner.data_free_runner import propagate_teacher_ckpt
     propagate_teacher_ckpt(cfg)
     init_default_scope(cfg.get('default_scope', 'mmdfkd'))
@@ -51,7 +57,15 @@ def build_from_checkpoint(config: str, checkpoint: str,
     model = MODELS.build(model_cfg)
     run_dir = osp.dirname(osp.abspath(checkpoint))
     model.set_work_dir(run_dir)
-    model.load_state_dict(state.get('state_dict', state), strict=True)
+    state_dict = state.get('state_dict', state)
+    expected = model.state_dict()
+    problems = weights_mismatch(expected, state_dict) + [
+        f'{k} is not in the config' for k in state_dict if k not in expected]
+    if problems:
+        raise ValueError(f'{checkpoint} was saved by a run of another config than {config} '
+                         f"({len(problems)} weights differ: {'; '.join(problems[:3])}): "
+                         f'tools/synthesize.py needs {run_config_hint(checkpoint)}.')
+    model.load_state_dict(state_dict, strict=True)
     return model.eval()
 
 
@@ -66,6 +80,8 @@ def export_image_folder(model: BaseModel, out_dir: str, classes: list[str],
     Returns:
         Number of images written per class folder.
     """
+    if num_images is not None and num_images < 1:
+        raise ValueError(f'num_images must be >= 1 (or None for a whole pool), got {num_images}')
     folders = _folder_names(classes)
     for f in folders:
         os.makedirs(osp.join(out_dir, f), exist_ok=True)
