@@ -53,7 +53,7 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str
     problems = weights_mismatch(MODELS.build(cfg.model.student).state_dict(), student_state)
     if problems:
         raise ValueError(f'{checkpoint} was saved by a run whose student differs from '
-                         f"{config}'s model.student ({'; '.join(problems[:3])}): "
+                         f"{config}'s model.student ({'; '.join(problems)}): "
                          f'tools/export_student.py needs {run_config_hint(checkpoint)}.')
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(state.get('meta', {}))

@@ -58,13 +58,11 @@ def build_from_checkpoint(config: str, checkpoint: str,
     run_dir = osp.dirname(osp.abspath(checkpoint))
     model.set_work_dir(run_dir)
     state_dict = state.get('state_dict', state)
-    expected = model.state_dict()
-    problems = weights_mismatch(expected, state_dict) + [
-        f'{k} is not in the config' for k in state_dict if k not in expected]
+    problems = weights_mismatch(model.state_dict(), state_dict)
     if problems:
         raise ValueError(f'{checkpoint} was saved by a run of another config than {config} '
-                         f"({len(problems)} weights differ: {'; '.join(problems[:3])}): "
-                         f'tools/synthesize.py needs {run_config_hint(checkpoint)}.')
+                         f"({'; '.join(problems)}): tools/synthesize.py needs "
+                         f'{run_config_hint(checkpoint)}.')
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
 

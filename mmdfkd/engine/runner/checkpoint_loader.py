@@ -34,20 +34,33 @@ def load_run_checkpoint(filename: str, tool: str) -> dict:
     return state
 
 
-def weights_mismatch(expected: dict[str, torch.Tensor], state: dict) -> list[str]:
-    """What keeps ``state`` from loading into a module whose ``state_dict()`` is ``expected``:
-    one line per missing key or per weight of another shape (empty when it fits).
+def weights_mismatch(expected: dict[str, torch.Tensor], state: dict,
+                     unexpected: bool = True, examples: int = 3) -> list[str]:
+    """What keeps ``state`` from loading strictly into a module whose ``state_dict()`` is
+    ``expected``: one phrase each for missing keys, keys the module lacks (with
+    ``unexpected``) and weights of another shape, naming a few of each (empty when it fits).
 
-    mmengine's non-strict loading only logs both, so the tools check first."""
+    mmengine's non-strict loading only logs these and torch's strict one dumps every key,
+    so the tools and the teacher loader check first and say what differs."""
+    expected = {k: v for k, v in expected.items() if not k.endswith('_extra_state')}
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected)) if unexpected else []
+    reshaped = sorted(k for k in set(expected) & set(state)
+                      if tuple(expected[k].shape) != tuple(getattr(state[k], 'shape', ())))
+
+    def some(keys: list[str]) -> str:
+        more = f', ... ({len(keys)} in all)' if len(keys) > examples else ''
+        return ', '.join(keys[:examples]) + more
+
     problems = []
-    for key, value in expected.items():
-        if key.endswith('_extra_state'):
-            continue
-        if key not in state:
-            problems.append(f'{key} is missing')
-        elif hasattr(state[key], 'shape') and tuple(state[key].shape) != tuple(value.shape):
-            problems.append(f'{key} has shape {tuple(state[key].shape)} in the checkpoint but '
-                            f'{tuple(value.shape)} in the config')
+    if missing:
+        problems.append(f'missing {some(missing)}')
+    if extra:
+        problems.append(f'not in the model {some(extra)}')
+    if reshaped:
+        k = reshaped[0]
+        problems.append(f'other shapes {some(reshaped)} (e.g. {k}: checkpoint '
+                        f'{tuple(state[k].shape)}, model {tuple(expected[k].shape)})')
     return problems
 
 
@@ -77,10 +90,9 @@ def check_checkpoint_fits(model: torch.nn.Module, filename: str, tool: str) -> N
     data_free = isinstance(getattr(model, 'student', None), torch.nn.Module)
     if data_free:
         expected = {k: v for k, v in expected.items() if k.startswith('student.')}
-    problems = weights_mismatch(expected, state)
+    problems = weights_mismatch(expected, state, unexpected=False)
     if not problems:
         return
-    wanted = [k for k in expected if not k.endswith('_extra_state')]
     if data_free and not any(k.startswith('student.') for k in state):
         fix = ("a checkpoint saved by this data-free run (work_dirs/<run>/iter_N.pth, the last "
                "one named in the run's last_checkpoint file), not a teacher's")
@@ -90,5 +102,5 @@ def check_checkpoint_fits(model: torch.nn.Module, filename: str, tool: str) -> N
     else:
         fix = ("a checkpoint of this config's model (a teacher's work_dirs/teachers/<name>/"
                'epoch_N.pth); a data-free run\'s iter_N.pth goes with its data-free config')
-    raise ValueError(f'{filename} does not fit {len(problems)} of the {len(wanted)} weights '
-                     f"{tool} evaluates ({'; '.join(problems[:3])}): it needs {fix}.")
+    raise ValueError(f"{filename} does not fit the weights {tool} evaluates "
+                     f"({'; '.join(problems)}): it needs {fix}.")

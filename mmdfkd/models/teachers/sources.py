@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint
+from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint, weights_mismatch
 from mmdfkd.registry import MODELS
 
 OUTPUTS = ('top1', 'probs')
@@ -65,27 +65,9 @@ def check_state_fits(model: nn.Module, state: dict, checkpoint: str,
     """Raise a ``ValueError`` that names what differs when ``state`` is not a state dict of
     ``model``'s architecture (instead of torch's key dump), e.g. a LeNet-5 checkpoint given
     to a config whose teacher is LeNet-5-BN."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    reshaped = sorted(k for k in set(expected) & set(state)
-                      if tuple(expected[k].shape) != tuple(state[k].shape))
-    if not (missing or unexpected or reshaped):
+    problems = weights_mismatch(model.state_dict(), state, examples=examples)
+    if not problems:
         return
-
-    def some(keys: list[str]) -> str:
-        more = f', ... ({len(keys)} in all)' if len(keys) > examples else ''
-        return ', '.join(keys[:examples]) + more
-
-    problems = []
-    if missing:
-        problems.append(f'missing {some(missing)}')
-    if unexpected:
-        problems.append(f'not in the model {some(unexpected)}')
-    if reshaped:
-        k = reshaped[0]
-        problems.append(f'other shapes {some(reshaped)} (e.g. {k}: checkpoint '
-                        f'{tuple(state[k].shape)}, model {tuple(expected[k].shape)})')
     origin = f" (saved by the run '{run}')" if run else ''
     raise ValueError(
         f"teacher_ckpt '{checkpoint}'{origin} does not fit the teacher model of the config: "
