@@ -121,3 +121,50 @@ def test_clear_error_when_the_server_stays_down():
     with pytest.raises(TeacherUnavailableError, match='after 3 attempts.*serve_teacher.py'):
         teacher(_images(2, seed=3))
     assert int(teacher.queries) == 0
+
+
+def test_images_the_served_model_cannot_take_are_refused_at_once(server):
+    """RGB images sent to a greyscale teacher used to come back as HTTP 500, which the client
+    retried with back-off (about 24 s with the defaults) and then reported as 'Is the server
+    running?'; the model's own error stayed in the server's log."""
+    teacher = HardLabelTeacher(num_classes=10, url=server.url,
+                               remote=dict(max_retries=3, backoff_s=0.5))
+    rgb = torch.randn(4, 3, 32, 32)
+    with pytest.raises(RuntimeError, match=r'HTTP 422 .*cannot take images of shape '
+                                           r'\(3, 32, 32\).*none'):
+        teacher(rgb)
+    client = teacher._HardLabelTeacher__source
+    assert client.retries == 0 and int(teacher.queries) == 0
+    assert server.health()['queries'] == 0
+    assert teacher(_images(2, seed=4)).shape == (2,)
+
+
+def test_a_failure_on_an_answered_shape_stays_retryable():
+    """Only a shape the model never answered is the client's mistake (422); a failure on a
+    shape answered before is the server's (500), which clients retry."""
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from mmdfkd.apis.serve import build_teacher_app
+    broken = {'now': False}
+
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        if broken['now']:
+            raise RuntimeError('device lost')
+        return images.flatten(1).sum(1).gt(0).long()
+
+    client = TestClient(build_teacher_app(predict, 'top1', 2), raise_server_exceptions=False)
+
+    def post(shape: tuple[int, ...]) -> httpx.Response:
+        buffer = io.BytesIO()
+        np.save(buffer, np.ones(shape, dtype=np.float32))
+        return client.post('/predict', content=buffer.getvalue())
+
+    assert post((2, 1, 4, 4)).json() == {'labels': [1, 1]}
+    broken['now'] = True
+    assert post((2, 1, 4, 4)).status_code == 500
+    refused = post((2, 3, 4, 4))
+    assert refused.status_code == 422
+    assert 'shape (3, 4, 4) (RuntimeError: device lost); shapes answered so far: [(1, 4, 4)]' \
+        in refused.json()['detail']

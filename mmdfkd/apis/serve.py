@@ -3,7 +3,10 @@
 ``POST /predict`` takes an ``.npy`` float32 batch ``(N, C, H, W)`` in the model's normalised
 input space and answers ``{"labels": [...]}`` (``output='top1'``) or ``{"probs": [[...]]}``;
 ``GET /health`` describes the server and its query count. Requests carry an ``X-Request-ID``;
-a retried id is answered from a replay cache and counted once.
+a retried id is answered from a replay cache and counted once. A batch the model fails on,
+of an image shape it has never answered, gets HTTP 422 with the model's error (a client
+mistake such as RGB images for a greyscale teacher, not worth retrying); a failure on a shape
+answered before stays a 500, which clients retry.
 """
 import io
 from collections import OrderedDict
@@ -28,6 +31,7 @@ def build_teacher_app(predict: Callable[[torch.Tensor], torch.Tensor], output: s
     key = 'labels' if output == 'top1' else 'probs'
     state = {'queries': 0, 'requests': 0, 'replays': 0}
     replay: OrderedDict[str, dict] = OrderedDict()
+    answered_shapes: set[tuple[int, ...]] = set()
 
     @app.get('/health')
     def health() -> dict:
@@ -46,7 +50,18 @@ def build_teacher_app(predict: Callable[[torch.Tensor], torch.Tensor], output: s
         if batch.ndim != 4 or batch.dtype.kind != 'f':
             raise HTTPException(400, f'expected a float array (N, C, H, W), got {batch.dtype} '
                                 f'{batch.shape}')
-        answer = predict(torch.from_numpy(batch.astype(np.float32)))
+        image_shape = tuple(int(d) for d in batch.shape[1:])
+        try:
+            answer = predict(torch.from_numpy(batch.astype(np.float32)))
+        except Exception as e:
+            if image_shape in answered_shapes:
+                raise  # a shape answered before: a server fault (500), worth a retry
+            # Never answered for this shape: the model cannot take such images, and retrying
+            # would only fail again, so the client gets a 4xx it does not retry, with why.
+            raise HTTPException(422, f'the teacher cannot take images of shape {image_shape} '
+                                f'({type(e).__name__}: {e}); shapes answered so far: '
+                                f'{sorted(answered_shapes) or "none"}') from e
+        answered_shapes.add(image_shape)
         result = {key: answer.tolist()}
         state['queries'] += int(batch.shape[0])
         state['requests'] += 1

@@ -85,7 +85,7 @@ class RemoteTeacherClient:
                 continue
             if response.status_code != 200:
                 raise RuntimeError(f'remote teacher {self.url} refused the request: HTTP '
-                                   f'{response.status_code} {response.text[:300]}')
+                                   f'{response.status_code} {response.text[:600]}')
             return self._decode(response.json(), images.size(0))
         raise TeacherUnavailableError(
             f'remote teacher {self.url} did not answer after {self.max_retries + 1} attempts '
