@@ -168,3 +168,17 @@ def test_a_failure_on_an_answered_shape_stays_retryable():
     assert refused.status_code == 422
     assert 'shape (3, 4, 4) (RuntimeError: device lost); shapes answered so far: [(1, 4, 4)]' \
         in refused.json()['detail']
+
+
+def test_serve_teacher_refuses_a_data_free_config_and_a_bad_port(teacher_ckpt):
+    """A data-free config (its teacher is inside `model.teacher`) used to end in
+    'model.head.num_classes is not set'; --port 99999 in an OverflowError from bind()."""
+    cmd = [sys.executable, f'{ROOT}/tools/serve_teacher.py',
+           config_path('dipkd', 'dipkd_lenet5_lenet5_fmnist.py'), teacher_ckpt]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert 'is a data-free config (model.type=DIPKD): serve the classifier config' in done.stderr
+    done = subprocess.run(cmd[:2] + [config_path('teachers', 'lenet5bn_fmnist.py'),
+                                     teacher_ckpt, '--port', '99999'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and 'takes a TCP port in 1-65535' in done.stderr

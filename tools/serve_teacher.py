@@ -21,12 +21,23 @@ from mmdfkd.apis.serve import build_teacher_app  # noqa: E402
 from mmdfkd.models.teachers import ClassifierSource  # noqa: E402
 
 
+def port_number(text: str) -> int:
+    """argparse type of ``--port``: a TCP port, 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f'takes a TCP port in 1-65535; got {text!r}')
+    return port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description='Serve a classifier as a teacher endpoint')
     parser.add_argument('config', help='the classifier config (e.g. a configs/teachers file)')
     parser.add_argument('checkpoint', help='its trained weights')
     parser.add_argument('--host', default='127.0.0.1')
-    parser.add_argument('--port', type=int, default=8000)
+    parser.add_argument('--port', type=port_number, default=8000)
     parser.add_argument('--output', choices=['top1', 'probs'], default='top1',
                         help='answer with the top-1 label (default) or probabilities')
     parser.add_argument('--device', default='cpu')
@@ -34,6 +45,11 @@ def main() -> None:
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdfkd'))
     model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
+    if 'teacher' in model_cfg or 'student' in model_cfg:
+        raise SystemExit(f"{args.config} is a data-free config (model.type="
+                         f"{model_cfg.get('type')}): serve the classifier config the teacher "
+                         'was trained with, e.g. configs/teachers/lenet5_fmnist.py, and its '
+                         'epoch_N.pth')
     num_classes = model_cfg.get('head', {}).get('num_classes')
     if num_classes is None:
         raise SystemExit(f'{args.config}: model.head.num_classes is not set')
