@@ -70,3 +70,22 @@ def test_local_checkpoint_loader_accepts_mmengine_objects(tmp_path):
         torch.load(path)  # the default the stock mmengine loader relies on
     loaded = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     assert loaded['message_hub']['log'].mean() == 1.5
+
+
+@needs_fmnist
+def test_resume_refuses_a_work_dir_of_another_config(teacher_ckpt, tmp_path):
+    """Resuming another config's run (same --work-dir, or --resume PATH) used to load the
+    model non-strictly and then stop on mmengine's raw `KeyError: 'synthesizer'` of the
+    scheduler state; it is now refused before anything loads, naming the run's config."""
+    import glob
+    work = str(tmp_path / 'run')
+    build_runner(datafree_cfg('dfad/dfad_lenet5bn_lenet5half_fmnist.py', work, teacher_ckpt,
+                              max_iters=1)).train()
+    dumped = glob.glob(f'{work}/*.py')[0]
+    other = build_runner(datafree_cfg('deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py',
+                                      work, teacher_ckpt, max_iters=2, resume=True))
+    with pytest.raises(ValueError, match=r"cannot resume from .*iter_1.pth: it does not fit "
+                                         r"this config's model \(not in the model "
+                                         r'synthesizer.generator.*Resume a run with '
+                                         rf'the config the run used \({dumped}\)'):
+        other.train()

@@ -54,7 +54,7 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str
     if problems:
         raise ValueError(f'{checkpoint} was saved by a run whose student differs from '
                          f"{config}'s model.student ({'; '.join(problems)}): "
-                         f'tools/export_student.py needs {run_config_hint(checkpoint)}.')
+                         f'tools/export_student.py needs {run_config_hint(checkpoint, state)}.')
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(state.get('meta', {}))
     meta['exported_from'] = osp.abspath(checkpoint)

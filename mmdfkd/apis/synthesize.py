@@ -45,7 +45,7 @@ def build_from_checkpoint(config: str, checkpoint: str,
         raise ValueError(f"{config} builds model.type={cfg.model.get('type')}, which has no "
                          'model.synthesizer and so no synthetic images to export: '
                          'tools/synthesize.py needs '
-                         f'{run_config_hint(checkpoint)}.')
+                         f'{run_config_hint(checkpoint, state)}.')
     from mmdfkd.engine.runner.data_free_runner import propagate_teacher_ckpt
     propagate_teacher_ckpt(cfg)
     init_default_scope(cfg.get('default_scope', 'mmdfkd'))
@@ -62,7 +62,7 @@ def build_from_checkpoint(config: str, checkpoint: str,
     if problems:
         raise ValueError(f'{checkpoint} was saved by a run of another config than {config} '
                          f"({'; '.join(problems)}): tools/synthesize.py needs "
-                         f'{run_config_hint(checkpoint)}.')
+                         f'{run_config_hint(checkpoint, state)}.')
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
 

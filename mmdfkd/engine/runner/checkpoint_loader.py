@@ -42,9 +42,12 @@ def weights_mismatch(expected: dict[str, torch.Tensor], state: dict,
 
     mmengine's non-strict loading only logs these and torch's strict one dumps every key,
     so the tools and the teacher loader check first and say what differs."""
+    # ``_extra_state`` entries (pool index, query counts) are state, not weights: a module
+    # may hold none yet and still load one.
     expected = {k: v for k, v in expected.items() if not k.endswith('_extra_state')}
     missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected)) if unexpected else []
+    extra = sorted(k for k in set(state) - set(expected)
+                   if not k.endswith('_extra_state')) if unexpected else []
     reshaped = sorted(k for k in set(expected) & set(state)
                       if tuple(expected[k].shape) != tuple(getattr(state[k], 'shape', ())))
 
@@ -64,13 +67,23 @@ def weights_mismatch(expected: dict[str, torch.Tensor], state: dict,
     return problems
 
 
-def run_config_hint(filename: str) -> str:
-    """Where the config of the run that saved ``filename`` is: mmengine dumps it into the
-    run's work dir next to the checkpoints."""
+def run_config_hint(filename: str, checkpoint: dict) -> str:
+    """Where the config of the run that saved ``filename`` (loaded as ``checkpoint``) is.
+
+    mmengine dumps the config into the run's work dir and keeps its text in the checkpoint's
+    ``meta['cfg']``; the dumped file with that text is the run's (a work dir can hold other
+    configs' dumps, e.g. of a run started there by mistake)."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint.get('meta'), dict) else {}
+    text = str(meta.get('cfg', '')).strip()
     dumped = sorted(glob.glob(osp.join(osp.dirname(osp.abspath(filename)), '*.py')))
-    if dumped:
+    for path in dumped:
+        with open(path, encoding='utf-8') as f:
+            if text and f.read().strip() == text:
+                return f'the config the run used ({path})'
+    if len(dumped) == 1 and not text:
         return f'the config the run used ({dumped[0]})'
-    return 'the config the run used (mmengine dumps it into the run\'s work dir as <config>.py)'
+    return ("the config the run used (mmengine dumps it into the run's work dir as "
+            "<config>.py; its text is also in the checkpoint's meta['cfg'])")
 
 
 def check_checkpoint_fits(model: torch.nn.Module, filename: str, tool: str) -> None:
@@ -84,8 +97,8 @@ def check_checkpoint_fits(model: torch.nn.Module, filename: str, tool: str) -> N
     its own.
     """
     model = getattr(model, 'module', model)
-    state = load_local_checkpoint(filename, map_location='cpu')
-    state = state.get('state_dict', state)
+    saved = load_local_checkpoint(filename, map_location='cpu')
+    state = saved.get('state_dict', saved)
     expected = model.state_dict()
     data_free = isinstance(getattr(model, 'student', None), torch.nn.Module)
     if data_free:
@@ -98,7 +111,7 @@ def check_checkpoint_fits(model: torch.nn.Module, filename: str, tool: str) -> N
                "one named in the run's last_checkpoint file), not a teacher's")
     elif data_free:
         fix = (f'the config of the run that saved it: its student is another model; pass '
-               f'{run_config_hint(filename)}')
+               f'{run_config_hint(filename, saved)}')
     else:
         fix = ("a checkpoint of this config's model (a teacher's work_dirs/teachers/<name>/"
                'epoch_N.pth); a data-free run\'s iter_N.pth goes with its data-free config')

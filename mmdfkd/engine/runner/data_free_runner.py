@@ -37,6 +37,30 @@ class DataFreeRunner(Runner):
         propagate_teacher_ckpt(cfg)
         return super().from_cfg(cfg)
 
+    def resume(self, filename: str, resume_optimizer: bool = True,
+               resume_param_scheduler: bool = True, map_location='default') -> None:
+        """mmengine's resume, after checking that ``filename`` was saved by a run of this
+        config: mmengine loads the weights non-strictly (a checkpoint of another method or
+        student would resume half-loaded) and fails later on a raw ``KeyError`` of the
+        optimizer or scheduler state."""
+        from .checkpoint_loader import load_local_checkpoint, run_config_hint, weights_mismatch
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        saved = load_local_checkpoint(filename, map_location='cpu')
+        state = saved.get('state_dict', saved)
+        state = {k[len('module.'):] if k.startswith('module.') else k: v
+                 for k, v in state.items()}
+        problems = weights_mismatch(model.state_dict(), state)
+        if problems:
+            raise ValueError(
+                f"cannot resume from {filename}: it does not fit this config's model "
+                f"({'; '.join(problems)}). Resume a run with "
+                f'{run_config_hint(filename, saved)}, or start a new run: leave out --resume, '
+                'or give another --work-dir (a work dir already holding another config\'s '
+                'checkpoints is resumed from them).')
+        super().resume(filename, resume_optimizer=resume_optimizer,
+                       resume_param_scheduler=resume_param_scheduler,
+                       map_location=map_location)
+
     def wrap_model(self, model_wrapper_cfg, model):
         """Build mmdfkd's own wrappers (``DataFreeSeparateDDP``) from mmdfkd's registry.
 
