@@ -125,6 +125,12 @@ def test_callable_teachers_sklearn_and_import_path():
 def test_bad_teacher_configs_and_answers_are_clear():
     with pytest.raises(ValueError, match='exactly one of `model`'):
         HardLabelTeacher(num_classes=10)
+    # The black-box configs inherit a local `model`; adding `url` names what to clear.
+    with pytest.raises(ValueError, match=r"got \['model', 'url'\]; keep one and set the others "
+                                         r'to None, e.g. to keep `url`: --cfg-options '
+                                         r'model.teacher.model=None '
+                                         r'model.teacher.checkpoint=None$'):
+        HardLabelTeacher(num_classes=10, model=LENET5BN, url='http://127.0.0.1:9')
     with pytest.raises(ValueError, match='cannot be imported'):
         HardLabelTeacher(num_classes=10, callable='no_such_module:f')
     with pytest.raises(ValueError, match='query_budget'):

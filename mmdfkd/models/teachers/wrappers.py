@@ -17,10 +17,18 @@ def build_source(output: str, model: dict | None, checkpoint: str | None,
     given = [name for name, v in (('model', model), ('callable', fn), ('url', url))
              if v is not None]
     if len(given) != 1:
+        fix = ''
+        if len(given) > 1:
+            # Configs inherit a local `model`; a user adding `url` must clear it (and its
+            # checkpoint), which the override syntax alone does not make obvious.
+            clear = [f'model.teacher.{k}=None' for k in given[:-1]]
+            clear += ['model.teacher.checkpoint=None'] if 'model' in given[:-1] else []
+            fix = (f'; keep one and set the others to None, e.g. to keep `{given[-1]}`: '
+                   f"--cfg-options {' '.join(clear)}")
         raise ValueError('model.teacher needs exactly one of `model` (an mmpretrain classifier '
                          'config, with `checkpoint`), `callable` (a function or '
                          "'package.module:function') or `url` (a served teacher); got "
-                         f'{given or "none"}')
+                         f'{given or "none"}{fix}')
     if model is not None:
         return ClassifierSource(model, checkpoint, output=output, device=device)
     if fn is not None:
