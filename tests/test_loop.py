@@ -34,3 +34,46 @@ def test_time_budget_stops_cleanly_with_checkpoint_and_validation(teacher_ckpt, 
     assert last_checkpoint(str(tmp_path)).endswith('iter_1.pth')
     # the final validation ran on the early-stopped model
     assert 0 <= runner.message_hub.get_scalar('val/accuracy/top1').current() <= 100
+
+
+def test_auto_scale_lr_scales_by_the_student_batch(teacher_ckpt, tmp_path):
+    """`--auto-scale-lr` used to do nothing (load_config wrote `enable` into a copy made by
+    Config.setdefault), and with `enable` set a data-free run stopped on mmengine's
+    `'NoneType' object is not subscriptable` (no training dataloader to take a batch size
+    from). The student batch size now stands in; without a base size the error names it."""
+    from mmengine.config import Config
+
+    from mmdfkd.apis import load_config
+    from .conftest import config_path
+    dfad = config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')
+    assert load_config(dfad, auto_scale_lr=True).auto_scale_lr.enable is True
+
+    cfg = datafree_cfg('dfad/dfad_lenet5bn_lenet5half_fmnist.py', str(tmp_path / 'a'),
+                       teacher_ckpt, max_iters=1)
+    cfg.auto_scale_lr = dict(enable=True)
+    with pytest.raises(ValueError, match='needs auto_scale_lr.base_batch_size'):
+        build_runner(cfg).train()
+
+    # The test's student batch is 32: a base of 16 doubles every learning rate.
+    cfg = datafree_cfg('dfad/dfad_lenet5bn_lenet5half_fmnist.py', str(tmp_path / 'b'),
+                       teacher_ckpt, max_iters=1)
+    cfg.auto_scale_lr = dict(enable=True, base_batch_size=16)
+    configured = Config.fromfile(dfad).optim_wrapper
+    runner = build_runner(cfg)
+    runner.train()
+    for name in ('student', 'synthesizer'):
+        group = runner.optim_wrapper[name].optimizer.param_groups[0]
+        assert group['initial_lr'] == pytest.approx(2 * configured[name].optimizer.lr)
+
+
+def test_cpu_launcher_sets_gloo_even_without_env_cfg(tmp_path):
+    """The gloo backend was written into a throw-away copy when the config had no env_cfg."""
+    import torch
+
+    from mmdfkd.apis import load_config
+    path = tmp_path / 'plain.py'
+    path.write_text('model = dict(type="ImageClassifier")\n')
+    if torch.cuda.is_available():
+        pytest.skip('the gloo default is for machines without CUDA')
+    cfg = load_config(str(path), launcher='pytorch')
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'

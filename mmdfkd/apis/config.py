@@ -35,8 +35,12 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
+    # Assign whole dicts: Config.setdefault stores a converted copy of a new default, so
+    # writing into what it returns was lost (`--auto-scale-lr` used to do nothing).
     if launcher != 'none' and not torch.cuda.is_available():
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        env_cfg = dict(cfg.get('env_cfg') or {})
+        env_cfg['dist_cfg'] = dict(env_cfg.get('dist_cfg') or {}, backend='gloo')
+        cfg.env_cfg = env_cfg
     if amp:
         wrappers = cfg.optim_wrapper
         targets = ([w for k, w in wrappers.items() if isinstance(w, dict) and 'optimizer' in w]
@@ -51,7 +55,7 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if auto_scale_lr:
-        cfg.setdefault('auto_scale_lr', {})['enable'] = True
+        cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr') or {}, enable=True)
     return cfg
 
 

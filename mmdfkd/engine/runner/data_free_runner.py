@@ -1,6 +1,7 @@
 """Runner that accepts a training config without a training dataloader."""
 from mmengine.device import get_device
 from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapperDict
 from mmengine.runner import Runner
 
 from mmdfkd.registry import MODEL_WRAPPERS, RUNNERS
@@ -36,6 +37,30 @@ class DataFreeRunner(Runner):
         into ``model.teacher.checkpoint`` for a teacher wrapper built from a local model."""
         propagate_teacher_ckpt(cfg)
         return super().from_cfg(cfg)
+
+    def scale_lr(self, optim_wrapper, auto_scale_lr: dict | None = None) -> None:
+        """mmengine's linear LR scaling (``--auto-scale-lr``) with the student's batch size
+        standing in for the training dataloader's, which a data-free run does not have.
+
+        Every optimizer is scaled, as mmengine does for an ``OptimWrapperDict``."""
+        if self._train_dataloader is not None or not (auto_scale_lr or {}).get('enable'):
+            return super().scale_lr(optim_wrapper, auto_scale_lr)
+        if 'base_batch_size' not in auto_scale_lr:
+            raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size, the '
+                             'student batch size the config\'s learning rates are meant for, '
+                             'e.g. --cfg-options auto_scale_lr.base_batch_size=256')
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        batch_size = getattr(model, 'student_batch_size', None) or model.batch_size
+        real_bs, base_bs = self.world_size * batch_size, auto_scale_lr['base_batch_size']
+        ratio = real_bs / base_bs
+        self.logger.info(f'LR is set based on a student batch size of {base_bs} and the '
+                         f'current one is {real_bs} ({self.world_size} x {batch_size}). '
+                         f'Scaling the original LR by {ratio}.')
+        wrappers = (list(optim_wrapper.values()) if isinstance(optim_wrapper, OptimWrapperDict)
+                    else [optim_wrapper])
+        for wrapper in wrappers:
+            for group in wrapper.optimizer.param_groups:
+                group['lr'] = group['lr'] * ratio
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location='default') -> None:
