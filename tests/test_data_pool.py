@@ -54,6 +54,21 @@ def test_pool_errors(tmp_path):
         pool.sample(1)
 
 
+def test_a_pool_method_without_synthesis_steps_names_the_key(teacher_ckpt, tmp_path):
+    """`model.synthesizer_steps=0` (allowed: generator methods can train on a fixed
+    generator, pool methods on a resumed pool) used to stop a fresh pool run with
+    'synthesize() before sample()', which names no config key."""
+    from mmdfkd.apis import build_runner
+
+    from .runner_utils import datafree_cfg
+    cfg = datafree_cfg('deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py',
+                       str(tmp_path), teacher_ckpt, max_iters=1,
+                       **{'model.synthesizer_steps': 0})
+    with pytest.raises(RuntimeError, match=r'pool is empty.*model.synthesizer_steps must be '
+                                           r'>= 1'):
+        build_runner(cfg).train()
+
+
 def test_updated_images_reach_disk_with_the_checkpoint(tmp_path):
     pool = SyntheticDataPool(root=str(tmp_path), cache_batches=8)
     images = torch.zeros(6, 1, 4, 4)

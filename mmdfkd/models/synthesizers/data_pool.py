@@ -11,6 +11,13 @@ from torch import nn
 
 from mmdfkd.registry import MODELS
 
+# A pool is filled only by its synthesizer's synthesize(); the usual way to reach an empty one
+# is a config that never calls it.
+EMPTY_POOL = ('the synthetic data pool is empty: nothing has been synthesised before the '
+              "student's first batch. Pool methods add images only in their synthesis steps: "
+              'model.synthesizer_steps must be >= 1 (0 trains the student only on a pool '
+              'restored by resuming a run whose pool holds images).')
+
 
 @MODELS.register_module()
 class SyntheticDataPool(nn.Module):
@@ -139,7 +146,7 @@ class SyntheticDataPool(nn.Module):
         """``n`` images (float32) and their stored teacher logits, drawn uniformly."""
         total = len(self)
         if total == 0:
-            raise RuntimeError('SyntheticDataPool is empty: synthesize() before sample().')
+            raise RuntimeError(EMPTY_POOL)
         picks = sorted(random.randrange(total) for _ in range(n))
         images, logits = [], []
         offset, k = 0, 0
@@ -194,7 +201,7 @@ class SyntheticDataPool(nn.Module):
         every class equally likely according to the stored labels."""
         total = len(self)
         if total == 0:
-            raise RuntimeError('SyntheticDataPool is empty: synthesize() before sampling.')
+            raise RuntimeError(EMPTY_POOL)
         if not balanced:
             return torch.randint(total, (n, ))
         labels = self.labels()
