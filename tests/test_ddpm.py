@@ -66,4 +66,9 @@ def test_train_ddpm_refuses_bad_arguments(tmp_path):
         train_ddpm(str(tmp_path / 'a'), images, steps=0)
     with pytest.raises(ValueError, match=r'\[-1, 1\]'):
         train_ddpm(str(tmp_path / 'b'), (images + 1) * 127.5, steps=1)
-    assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()
+    # torch's shape / GroupNorm errors used to be all a bad --size or --width gave.
+    with pytest.raises(ValueError, match=r'--size\) must be a multiple of 4 .*got 30'):
+        train_ddpm(str(tmp_path / 'c'), digits_images(30)[:8], steps=1, width=8)
+    with pytest.raises(ValueError, match=r'--width\) must be a positive multiple of 8.*got 6'):
+        train_ddpm(str(tmp_path / 'd'), images, steps=1, width=6)
+    assert not any((tmp_path / n).exists() for n in 'abcd')

@@ -22,6 +22,14 @@ def digits_images(size: int = 32) -> torch.Tensor:
 def build_unet(size: int = 32, channels: int = 1, width: int = 32):
     """A small ``UNet2DModel`` (three resolutions, one res-block each)."""
     from diffusers import UNet2DModel
+    # Two 2x downsamplings must come back to the same sizes on the way up, and GroupNorm
+    # splits every block's channels into 8 groups (torch's errors name neither option).
+    if size < 4 or size % 4:
+        raise ValueError(f'the DDPM image size (--size) must be a multiple of 4 (its UNet '
+                         f'halves it twice), got {size}')
+    if width < 8 or width % 8:
+        raise ValueError(f'the UNet base width (--width) must be a positive multiple of 8 '
+                         f'(GroupNorm with 8 groups), got {width}')
     return UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels,
                        layers_per_block=1, block_out_channels=(width, 2 * width, 2 * width),
                        down_block_types=('DownBlock2D', ) * 3,

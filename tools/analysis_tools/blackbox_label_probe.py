@@ -40,6 +40,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmdfkd  # noqa: E402,F401
+from mmdfkd.apis.cli_types import positive_int  # noqa: E402
 from mmdfkd.registry import DATASETS, MODELS  # noqa: E402
 
 GUIDES = ('none', 'target', 'boundary', 'away')
@@ -48,18 +49,19 @@ GUIDES = ('none', 'target', 'boundary', 'away')
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='a DIP-KD config (configs/dipkd/)')
-    parser.add_argument('--labels', type=int, default=20000, help='teacher queries to spend')
+    parser.add_argument('--labels', type=positive_int, default=20000,
+                        help='teacher queries to spend')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--rounds', type=int, default=1)
+    parser.add_argument('--rounds', type=positive_int, default=1)
     parser.add_argument('--guide', choices=GUIDES, default='none')
     parser.add_argument('--guide-steps', type=int, default=10)
     parser.add_argument('--guide-lr', type=float, default=0.05)
     parser.add_argument('--guide-tv', type=float, default=0.0, help='weight of a TV prior')
-    parser.add_argument('--primer-steps', type=int, default=1500)
+    parser.add_argument('--primer-steps', type=positive_int, default=1500)
     parser.add_argument('--from-checkpoint', default=None,
                         help='train on this DIP-KD checkpoint\'s labelled pool instead')
-    parser.add_argument('--steps', type=int, default=3000, help='training steps')
-    parser.add_argument('--batch-size', type=int, default=128)
+    parser.add_argument('--steps', type=positive_int, default=3000, help='training steps')
+    parser.add_argument('--batch-size', type=positive_int, default=128)
     parser.add_argument('--lr', type=float, default=0.05)
     parser.add_argument('--weight-decay', type=float, default=5e-4)
     parser.add_argument('--label-smoothing', type=float, default=0.0)
