@@ -132,5 +132,16 @@ def test_tools_refuse_a_checkpoint_of_another_config_and_name_the_runs_own(teach
                                          r'is another model; pass the config the run used'):
         check_checkpoint_fits(model, run_ckpt, 'tools/test.py')
     # and the run's own config still goes through all of them
-    assert build_from_checkpoint(dumped[0], run_ckpt) is not None
+    model = build_from_checkpoint(dumped[0], run_ckpt)
     export_student(dumped[0], run_ckpt, str(tmp_path / 'out'))
+
+    # A generator method draws fresh images, so it needs their number: refused before any
+    # folder is made (it used to leave ten empty class folders behind).
+    from mmdfkd.apis.synthesize import export_image_folder
+    classes = [str(i) for i in range(10)]
+    with pytest.raises(ValueError, match=r'draws fresh images.*--num-images N'):
+        export_image_folder(model, str(tmp_path / 'images'), classes)
+    assert not (tmp_path / 'images').exists()
+    counts = export_image_folder(model, str(tmp_path / 'images'), classes, num_images=10)
+    assert sum(counts.values()) == 10
+    assert len(glob.glob(str(tmp_path / 'images' / '*' / '*.png'))) == 10

@@ -80,21 +80,22 @@ def export_image_folder(model: BaseModel, out_dir: str, classes: list[str],
     """
     if num_images is not None and num_images < 1:
         raise ValueError(f'num_images must be >= 1 (or None for a whole pool), got {num_images}')
+    synthesizer = model.synthesizer
+    pool = getattr(synthesizer, 'pool', None)
+    if pool is None and not num_images:
+        raise ValueError('a generator-based synthesizer draws fresh images: give their number '
+                         '(--num-images N)')
     folders = _folder_names(classes)
     for f in folders:
         os.makedirs(osp.join(out_dir, f), exist_ok=True)
     pre = model.data_preprocessor
     mean = getattr(pre, 'mean', None) if getattr(pre, '_enable_normalize', False) else None
     std = getattr(pre, 'std', None) if mean is not None else None
-    synthesizer = model.synthesizer
-    pool = getattr(synthesizer, 'pool', None)
 
     def batches():
         if pool is not None:
             yield from pool.iter_batches()
         else:
-            if not num_images:
-                raise ValueError('a generator-based synthesizer needs --num-images N')
             done = 0
             while done < num_images:
                 images = synthesizer.sample(min(batch_size, num_images - done))
