@@ -313,3 +313,10 @@ def test_cifar_config_trains_an_iteration_with_cam_loss(tiny_sd_pipeline, tmp_pa
         ref_logits, ref_map = cam_forward(model.student, images)
     assert torch.allclose(s_map, ref_map) and torch.allclose(logits, ref_logits, atol=1e-5)
     assert len(runner.model.synthesizer.pool) == 2
+
+
+def test_mean_and_std_must_match_the_image_channels(tiny_pipeline, teacher_ckpt):
+    """Three means for a greyscale teacher used to fail in a buffer `expand`."""
+    with pytest.raises(ValueError, match=r'model.synthesizer.mean needs 1 value \(one per channel.*'
+                                         r'got \[1.0, 2.0, 3.0\]'):
+        _synth(tiny_pipeline, teacher_ckpt, mean=[1.0, 2.0, 3.0])

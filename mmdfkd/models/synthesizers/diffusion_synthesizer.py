@@ -129,6 +129,13 @@ class DiffusionSynthesizer(PooledSynthesizer):
         self.adversarial = MODELS.build(adversarial) if adversarial else None
         self.balanced_targets = BalancedLabelSampler(num_classes)
         c = self.image_shape[0]
+        for key, values in (('mean', mean), ('std', std)):
+            if len(values) not in (1, c):
+                allowed = '1 value' if c == 1 else f'1 or {c} values'
+                raise ValueError(f'model.synthesizer.{key} needs {allowed} (one per channel '
+                                 f'of image_shape {self.image_shape}, in 0-255 '
+                                 f"pixel units, as the teacher's data_preprocessor), got "
+                                 f'{list(values)}')
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float).view(1, -1, 1, 1)
                              .expand(1, c, 1, 1).clone(), persistent=False)
         self.register_buffer('std', torch.tensor(std, dtype=torch.float).view(1, -1, 1, 1)
