@@ -145,3 +145,26 @@ def test_tools_refuse_a_checkpoint_of_another_config_and_name_the_runs_own(teach
     counts = export_image_folder(model, str(tmp_path / 'images'), classes, num_images=10)
     assert sum(counts.values()) == 10
     assert len(glob.glob(str(tmp_path / 'images' / '*' / '*.png'))) == 10
+
+
+@needs_fmnist
+def test_test_tool_writes_metrics_into_a_new_folder(teacher_ckpt, tmp_path):
+    """`tools/test.py --out DIR/metrics.json` used to evaluate and then lose the numbers on
+    a FileNotFoundError when DIR did not exist."""
+    import glob
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, small_eval_options
+    run_dir = tmp_path / 'run'
+    run_datafree(CONFIG, str(run_dir), teacher_ckpt, max_iters=1)
+    out = tmp_path / 'new' / 'folder' / 'metrics.json'
+    options = [f'{k}={v}' for k, v in small_eval_options().items()]
+    done = subprocess.run([sys.executable, f'{ROOT}/tools/test.py', glob.glob(f'{run_dir}/*.py')[0],
+                           last_checkpoint(str(run_dir)), '--out', str(out),
+                           '--work-dir', str(tmp_path / 'test'), '--cfg-options', *options],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads(out.read_text())
+    assert 0.0 <= metrics['accuracy/top1'] <= 100.0

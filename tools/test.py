@@ -6,6 +6,7 @@ For a data-free config the student is evaluated; for a teacher config, the teach
 """
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 
@@ -38,6 +39,8 @@ def main() -> None:
     check_checkpoint_fits(runner.model, args.checkpoint, 'tools/test.py')
     metrics = runner.test()
     if args.out:
+        # The evaluation is done by now: a missing folder must not lose its numbers.
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
 
