@@ -20,6 +20,10 @@ def test_exported_student_is_a_plain_mmpretrain_model(teacher_ckpt, tmp_path):
                                     str(tmp_path / 'export'))
     state = torch.load(ckpt, weights_only=False)['state_dict']
     assert state and not any(k.startswith(('teacher', 'synthesizer', 'student.')) for k in state)
+    # Given back to tools/test.py with the data-free config, it is recognised as an export.
+    from mmdfkd.engine.runner.checkpoint_loader import check_checkpoint_fits
+    with pytest.raises(ValueError, match=r'holds the student alone .*student_config.py'):
+        check_checkpoint_fits(runner.model, ckpt, 'tools/test.py')
 
     cfg = Config.fromfile(cfg_path)
     assert cfg.default_scope == 'mmpretrain'

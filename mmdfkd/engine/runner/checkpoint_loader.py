@@ -106,7 +106,12 @@ def check_checkpoint_fits(model: torch.nn.Module, filename: str, tool: str) -> N
     problems = weights_mismatch(expected, state, unexpected=False)
     if not problems:
         return
-    if data_free and not any(k.startswith('student.') for k in state):
+    bare_student = {k[len('student.'):]: v for k, v in expected.items()}
+    if data_free and not weights_mismatch(bare_student, state, unexpected=False):
+        fix = ("the data-free run's checkpoint: this file holds the student alone (as "
+               'tools/export_student.py writes it), so test it with the student_config.py '
+               'exported next to it, or give the iter_N.pth it was exported from')
+    elif data_free and not any(k.startswith('student.') for k in state):
         fix = ("a checkpoint saved by this data-free run (work_dirs/<run>/iter_N.pth, the last "
                "one named in the run's last_checkpoint file), not a teacher's")
     elif data_free:
