@@ -179,6 +179,19 @@ def test_a_missing_teacher_names_the_recipe_that_trains_it():
         load_classifier_weights(MODELS.build(LENET5BN), None)
 
 
+def test_a_teacher_work_dir_given_as_teacher_ckpt_names_its_checkpoint(tmp_path,
+                                                                        teacher_ckpt):
+    """A teacher's work dir passed as teacher_ckpt used to be reported as not existing."""
+    run = tmp_path / 'lenet5_fmnist'
+    run.mkdir()
+    with pytest.raises(IsADirectoryError, match=r'is a folder; pass a checkpoint file, '
+                                                r'epoch_N.pth .*configs/teachers/lenet5_fmnist.py'):
+        load_classifier_weights(MODELS.build(LENET5BN), str(run))
+    (run / 'last_checkpoint').write_text(teacher_ckpt)
+    with pytest.raises(IsADirectoryError, match=rf'e.g. its last one: teacher_ckpt={teacher_ckpt}'):
+        load_classifier_weights(MODELS.build(LENET5BN), str(run))
+
+
 def test_methods_refuse_teachers_with_too_little_access(teacher_ckpt):
     hard = dict(type='HardLabelTeacher', num_classes=10, model=LENET5BN,
                 checkpoint=teacher_ckpt)

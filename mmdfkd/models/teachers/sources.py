@@ -40,6 +40,18 @@ def load_classifier_weights(model: nn.Module, checkpoint: str | None) -> nn.Modu
     if not checkpoint:
         raise ValueError('teacher_ckpt (the teacher checkpoint) is not set: '
                          f'{teacher_hint(checkpoint)}.')
+    if osp.isdir(checkpoint):
+        # A teacher's work dir instead of one of its checkpoints: name the one to pass.
+        last = osp.join(checkpoint, 'last_checkpoint')
+        found = None
+        if osp.isfile(last):
+            with open(last) as f:
+                found = f.read().strip()
+        fix = (f'e.g. its last one: teacher_ckpt={found}' if found else
+               'epoch_N.pth or iter_N.pth inside it, or ' +
+               teacher_hint(osp.join(checkpoint, 'epoch_N.pth')))
+        raise IsADirectoryError(f"teacher_ckpt '{checkpoint}' is a folder; pass a checkpoint "
+                                f'file, {fix}.')
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f"teacher_ckpt '{checkpoint}' does not exist: "
                                 f'{teacher_hint(checkpoint)}.')
