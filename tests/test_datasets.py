@@ -61,3 +61,26 @@ def test_center_pad_keeps_object_centred():
     assert out[2:30, 2:30].all() and out[:2].sum() == 0 and out[:, 30:].sum() == 0
     with pytest.raises(ValueError):
         CenterPad(16).transform({'img': img})
+
+
+@pytest.mark.parametrize('config,dataset', [('teachers/resnet34_cifar10.py', 'LocalCIFAR10'),
+                                            ('teachers/wrn40_2_cifar100.py', 'LocalCIFAR100')])
+def test_cifar_without_a_local_copy_says_where_it_goes(config, dataset, tmp_path):
+    """mmpretrain's error advised `download=True`; mmdfkd runs offline, so the error names
+    the folder the archive unpacks to and the one override that moves every split; that
+    override used to change nothing (the configs' `data_root` is substituted when read)."""
+    from mmdfkd.apis import load_config
+    from mmdfkd.registry import DATASETS
+    from .conftest import config_path
+    cfg = load_config(config_path(*config.split('/')),
+                      cfg_options={'data_root': str(tmp_path),
+                                   'test_dataloader.dataset.data_root': 'elsewhere'})
+    assert cfg.train_dataloader.dataset.data_root == str(tmp_path)
+    assert cfg.val_dataloader.dataset.data_root == str(tmp_path)
+    assert cfg.test_dataloader.dataset.data_root == 'elsewhere'  # its own override wins
+    assert cfg.train_dataloader.dataset.type == dataset
+    folder = 'cifar-10-batches-py' if dataset == 'LocalCIFAR10' else 'cifar-100-python'
+    with pytest.raises(FileNotFoundError, match=rf"not found .* in '{tmp_path}/?': it needs "
+                                                rf'the folder {folder}/ .*never downloads.*'
+                                                r'--cfg-options data_root=DIR'):
+        DATASETS.build(dict(cfg.train_dataloader.dataset, download=True))

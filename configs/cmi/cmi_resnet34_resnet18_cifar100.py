@@ -10,5 +10,5 @@ model = dict(
     teacher_ckpt=teacher_ckpt,
     data_preprocessor=dict(num_classes=num_classes, mean=[129.304, 124.07, 112.434],
                            std=[68.17, 65.392, 70.418]))
-val_dataloader = dict(dataset=dict(type='CIFAR100', data_root='data/cifar100'))
+val_dataloader = dict(dataset=dict(type='LocalCIFAR100', data_root='data/cifar100'))
 test_dataloader = val_dataloader

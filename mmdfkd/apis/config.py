@@ -16,7 +16,7 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
 
     Args:
         path: Config file.
-        cfg_options: ``--cfg-options`` overrides.
+        cfg_options: ``--cfg-options`` overrides; ``data_root`` reaches every dataloader.
         work_dir: Output folder; defaults to ``work_dirs/<config name>``.
         launcher: ``none``/``pytorch``/``slurm``/``mpi``. Without a GPU the distributed
             backend falls back to gloo.
@@ -30,6 +30,8 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+        if 'data_root' in cfg_options:
+            propagate_data_root(cfg, cfg_options)
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -57,6 +59,28 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr') or {}, enable=True)
     return cfg
+
+
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def propagate_data_root(cfg: Config, cfg_options: dict) -> None:
+    """Point every dataloader's dataset at ``--cfg-options data_root=DIR``.
+
+    The configs' top-level ``data_root`` variable is substituted when the file is read, so
+    overriding it alone changed nothing; a loader whose own ``<loader>.dataset.data_root`` is
+    overridden too keeps that one. Dataset wrappers are followed through their ``dataset``.
+    """
+    root = cfg_options['data_root']
+    for key in DATALOADERS:
+        loader = cfg.get(key)
+        if not isinstance(loader, dict) or f'{key}.dataset.data_root' in cfg_options:
+            continue
+        dataset = loader.get('dataset')
+        while isinstance(dataset, dict):
+            if 'data_root' in dataset:
+                dataset['data_root'] = root
+            dataset = dataset.get('dataset')
 
 
 def build_runner(cfg: Config) -> Runner:

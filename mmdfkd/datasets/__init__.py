@@ -1,4 +1,6 @@
+from .cifar import LocalCIFAR10, LocalCIFAR100
 from .fashion_mnist import DEBIAN_FASHION_MNIST_ROOT, FashionMNISTIdx
 from .transforms import CenterPad
 
-__all__ = ['FashionMNISTIdx', 'CenterPad', 'DEBIAN_FASHION_MNIST_ROOT']
+__all__ = ['FashionMNISTIdx', 'CenterPad', 'DEBIAN_FASHION_MNIST_ROOT', 'LocalCIFAR10',
+           'LocalCIFAR100']

@@ -1,5 +1,5 @@
 _base_ = ['./cifar10_bs128.py']
-dataset_type = 'CIFAR100'
+dataset_type = 'LocalCIFAR100'
 data_root = 'data/cifar100'
 data_preprocessor = dict(num_classes=100, mean=[129.304, 124.07, 112.434],
                          std=[68.17, 65.392, 70.418])
