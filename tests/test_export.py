@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -46,6 +47,25 @@ def test_exported_student_is_a_plain_mmpretrain_model(teacher_ckpt, tmp_path):
     cfg.experiment_name = 'test_export_student'
     metrics = Runner.from_cfg(cfg).test()
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+
+    # mmpretrain's inferencer runs it on image files (loaded in colour: the exported test
+    # pipeline's ToGrayscale makes them the student's one channel again) with the class
+    # names, and gives the scores the trained student gives the same pixels.
+    import cv2
+    from mmpretrain.apis import ImageClassificationInferencer
+    pixels = (torch.rand(3, 28, 28, generator=torch.Generator().manual_seed(0)) * 255).byte()
+    files = []
+    for i, img in enumerate(pixels.numpy()):
+        files.append(str(tmp_path / f'{i}.png'))
+        cv2.imwrite(files[-1], img)
+    inferencer = ImageClassificationInferencer(model=cfg_path, pretrained=ckpt, device='cpu')
+    results = inferencer(files, batch_size=3)
+    padded = torch.nn.functional.pad(pixels.float(), (2, 2, 2, 2)).unsqueeze(1)
+    expected = trained((padded - 72.94) / 90.0, mode='tensor').softmax(1)
+    got = torch.tensor(np.stack([r['pred_scores'] for r in results]))
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert results[0]['pred_class'] in ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
+                                        'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
     init_default_scope('mmdfkd')
     assert MODELS.get('LeNet') is not None
 

@@ -1,4 +1,5 @@
 """Small data transforms that mmpretrain/mmcv lack."""
+import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
 
@@ -36,3 +37,27 @@ class CenterPad(BaseTransform):
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(size={self.size}, pad_val={self.pad_val})'
+
+
+@TRANSFORMS.register_module()
+class ToGrayscale(BaseTransform):
+    """Make ``results['img']`` single-channel ``(H, W)``: a BGR image (as mmcv loads every
+    file by default) is converted with ``mmcv.bgr2gray``, a one-channel image squeezed, a
+    ``(H, W)`` one left alone.
+
+    Greyscale models (Fashion-MNIST's LeNets) need it in their test pipeline so that
+    mmpretrain's ``ImageClassificationInferencer``, which loads images in colour, can run
+    them on image files (e.g. the PNGs ``tools/synthesize.py`` writes).
+    """
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        if img.ndim == 3 and img.shape[2] == 3:
+            img = mmcv.bgr2gray(img)
+        elif img.ndim == 3 and img.shape[2] == 1:
+            img = img[..., 0]
+        elif img.ndim != 2:
+            raise ValueError(f'ToGrayscale takes (H, W), (H, W, 1) or BGR (H, W, 3) images, '
+                             f'got shape {img.shape}')
+        results['img'] = img
+        return results

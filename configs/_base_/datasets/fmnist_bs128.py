@@ -9,7 +9,10 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
-test_pipeline = [dict(type='CenterPad', size=32), dict(type='PackInputs')]
+# ToGrayscale is a no-op on the dataset's (H, W) images; it lets mmpretrain's inferencer,
+# which loads files in colour, run the exported greyscale students on image files.
+test_pipeline = [dict(type='ToGrayscale'), dict(type='CenterPad', size=32),
+                 dict(type='PackInputs')]
 
 train_dataloader = dict(
     batch_size=128,
