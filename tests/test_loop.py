@@ -77,3 +77,39 @@ def test_cpu_launcher_sets_gloo_even_without_env_cfg(tmp_path):
         pytest.skip('the gloo default is for machines without CUDA')
     cfg = load_config(str(path), launcher='pytorch')
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+
+
+def test_a_stop_signal_ends_the_iteration_with_a_checkpoint_and_resume_goes_on(teacher_ckpt,
+                                                                                tmp_path):
+    """Ctrl-C or a scheduler's SIGTERM used to lose everything since the last periodic
+    checkpoint; now the iteration under way finishes, is saved (without the final
+    validation) and `--resume` continues from it. The usual handler is back afterwards."""
+    import os
+    import signal
+
+    config = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
+    cfg = datafree_cfg(config, str(tmp_path), teacher_ckpt, max_iters=5,
+                       **{'default_hooks.checkpoint.interval': 5})
+    runner = build_runner(cfg)
+    model_cls = type(runner.model)
+
+    def train_step(module_self, data, optim_wrapper):
+        if data['iteration'] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives during the second iteration
+        return model_cls.train_step(module_self, data, optim_wrapper)
+
+    runner.model.train_step = train_step.__get__(runner.model)
+    validations = []
+    runner.val_loop.run = lambda: validations.append(runner.iter)
+    before = signal.getsignal(signal.SIGINT)
+    runner.train()
+    assert runner.train_loop.stopped_by_signal == signal.SIGINT
+    assert runner.iter == 2 and validations == []
+    assert last_checkpoint(str(tmp_path)).endswith('iter_2.pth')
+    assert signal.getsignal(signal.SIGINT) is before
+
+    resumed = build_runner(datafree_cfg(config, str(tmp_path), teacher_ckpt, max_iters=3,
+                                        resume=True))
+    resumed.train()
+    assert resumed.iter == 3 and resumed.train_loop.stopped_by_signal is None
+    assert last_checkpoint(str(tmp_path)).endswith('iter_3.pth')

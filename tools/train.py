@@ -56,6 +56,10 @@ def main() -> None:
     runner = build_runner(cfg)
     runner.train()
     finish_distributed()
+    signum = getattr(runner.train_loop, 'stopped_by_signal', None)
+    if signum is not None:
+        # Stopped early on purpose (checkpoint saved): not a success for a job scheduler.
+        sys.exit(128 + signum)
 
 
 if __name__ == '__main__':

@@ -2,11 +2,11 @@
 import time
 
 from mmengine.logging import MessageHub
-
 from mmengine.runner import BaseLoop
 
 from mmdfkd.models.teachers import QueryBudgetExceeded
 from mmdfkd.registry import LOOPS
+from .stop_signals import StopSignals
 
 
 # Runtime-info keys of the message hub (saved in every checkpoint, restored on resume):
@@ -67,6 +67,10 @@ class DataFreeTrainLoop(BaseLoop):
             the spent share of the budget are published in the message hub's runtime info
             (``train_elapsed_s``, ``time_budget_fraction``), which is how
             ``BudgetCosineAnnealingLR`` fits its schedule to the budget.
+            SIGINT / SIGTERM (Ctrl-C, a scheduler pre-empting the job) also end training at
+            the end of the iteration under way, with its checkpoint but without the final
+            validation; ``stopped_by_signal`` then holds the signal number and
+            ``tools/train.py`` exits with 128 + it.
         metainfo (dict, optional): Dataset meta (``classes``) for the visualizer/checkpoint;
             defaults to the validation dataset's.
     """
@@ -95,6 +99,8 @@ class DataFreeTrainLoop(BaseLoop):
                              f'(or None for no budget), got {time_budget_s}')
         self.time_budget_s = time_budget_s
         self.stop_training = False
+        self.stopped_by_signal: int | None = None
+        self._stop_signals: StopSignals | None = None
         if metainfo is None:
             metainfo = self._val_metainfo(runner)
         self.dataloader = SyntheticBatchSource(self._max_iters, metainfo)
@@ -154,13 +160,17 @@ class DataFreeTrainLoop(BaseLoop):
             self.stop_training = True
         # The clock continues where the checkpoint left it.
         start = time.perf_counter() - spent
-        while self._iter < self._max_iters and not self.stop_training:
-            self.runner.model.train()
-            self.run_iter(start)
-            if (self.runner.val_loop is not None and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0
-                         or self._iter == self._max_iters)):
-                self.runner.val_loop.run()
+        with StopSignals(self.runner.logger) as self._stop_signals:
+            while self._iter < self._max_iters and not self.stop_training:
+                self.runner.model.train()
+                self.run_iter(start)
+                if self.stopped_by_signal is not None:
+                    break  # checkpoint saved by the iteration's hooks; no validation
+                if (self.runner.val_loop is not None and self._iter >= self.val_begin
+                        and (self._iter % self.val_interval == 0
+                             or self._iter == self._max_iters)):
+                    self.runner.val_loop.run()
+        self._stop_signals = None
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
         return self.runner.model
@@ -194,6 +204,15 @@ class DataFreeTrainLoop(BaseLoop):
             self.runner.logger.info(
                 f'train_cfg.time_budget_s={self.time_budget_s} reached at iteration '
                 f'{self._iter + 1}; stopping (max_iters {self._max_iters} -> {self._iter + 1}).')
+            self._max_iters = self._iter + 1
+            self.dataloader.num_iters = self._max_iters
+        if (self._stop_signals is not None and self._iter + 1 < self._max_iters
+                and self._stop_signals.requested()):
+            # Like the budgets: this iteration becomes the last, so CheckpointHook saves it.
+            self.stopped_by_signal = self._stop_signals.signum
+            self.runner.logger.warning(
+                f'stopping at iteration {self._iter + 1} (max_iters {self._max_iters}); its '
+                'checkpoint is saved, continue with `tools/train.py CONFIG --resume`.')
             self._max_iters = self._iter + 1
             self.dataloader.num_iters = self._max_iters
         self.runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch,
