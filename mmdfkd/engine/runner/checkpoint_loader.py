@@ -106,8 +106,10 @@ def check_checkpoint_fits(model: torch.nn.Module, filename: str, tool: str) -> N
     problems = weights_mismatch(expected, state, unexpected=False)
     if not problems:
         return
-    bare_student = {k[len('student.'):]: v for k, v in expected.items()}
-    if data_free and not weights_mismatch(bare_student, state, unexpected=False):
+    # An exported student (tools/export_student.py) is the student without its prefix.
+    exported = data_free and not weights_mismatch(
+        {k[len('student.'):]: v for k, v in expected.items()}, state, unexpected=False)
+    if exported:
         fix = ("the data-free run's checkpoint: this file holds the student alone (as "
                'tools/export_student.py writes it), so test it with the student_config.py '
                'exported next to it, or give the iter_N.pth it was exported from')
