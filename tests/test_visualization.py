@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mmdfkd.engine.hooks import per_class_grid
@@ -28,3 +29,13 @@ def test_synthetic_grid_goes_to_tensorboard(teacher_ckpt, tmp_path):
     acc = EventAccumulator(events[0])
     acc.Reload()
     assert 'synthetic_per_class' in acc.Tags()['images']
+
+
+@pytest.mark.parametrize('key,value', [('interval', 0), ('num_samples', 0), ('per_class', -1),
+                                       ('interval', 2.5)])
+def test_visualization_hook_refuses_counts_below_one(key, value):
+    """`interval=0` used to draw silently only at the end, `num_samples=0` an empty grid."""
+    from mmdfkd.engine.hooks import SyntheticVisualizationHook
+    with pytest.raises(ValueError, match=rf'SyntheticVisualizationHook {key} must be an '
+                                         r'integer >= 1 \(custom_hooks\)'):
+        SyntheticVisualizationHook(**{key: value})

@@ -38,6 +38,12 @@ class SyntheticVisualizationHook(Hook):
     priority = 'LOW'
 
     def __init__(self, interval: int = 500, num_samples: int = 256, per_class: int = 8) -> None:
+        for key, value in (('interval', interval), ('num_samples', num_samples),
+                           ('per_class', per_class)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f'SyntheticVisualizationHook {key} must be an integer >= 1 '
+                                 f'(custom_hooks), got {value!r}; remove the hook to draw no '
+                                 'grids')
         self.interval = interval
         self.num_samples = num_samples
         self.per_class = per_class
