@@ -154,3 +154,10 @@ def test_time_budgeted_suite_rows_anneal_to_the_budget():
                 "type='BudgetCosineAnnealingLR' so the time budget ends it annealed")
         checked += 1
     assert checked >= 10
+
+
+@pytest.mark.parametrize('t_max', [0, -3, 2.5])
+def test_a_t_max_below_one_is_refused(t_max):
+    """mmengine read T_max=0 as unset; a negative one held the base value all run."""
+    with pytest.raises(ValueError, match=r'T_max must be an integer >= 1 .*param_scheduler'):
+        BudgetCosineAnnealingLR(_sgd(), T_max=t_max, by_epoch=False)

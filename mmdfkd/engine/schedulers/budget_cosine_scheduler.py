@@ -32,6 +32,16 @@ class BudgetCosineAnnealingParamScheduler(CosineAnnealingParamScheduler):
         Same as :class:`mmengine.optim.scheduler.CosineAnnealingParamScheduler`.
     """
 
+    def __init__(self, *args, T_max: int | None = None, **kwargs) -> None:
+        # mmengine reads T_max=0 as "unset" and a negative one would hold the value at its
+        # base for the whole run, both silently.
+        if T_max is not None and not (isinstance(T_max, int) and T_max >= 1):
+            raise ValueError(f'{type(self).__name__} T_max must be an integer >= 1 (the most '
+                             f'iterations the schedule may take; param_scheduler), got '
+                             f'{T_max!r}. Leave T_max and end unset for a schedule by the '
+                             'time budget alone.')
+        super().__init__(*args, T_max=T_max, **kwargs)
+
     def budget_fraction(self) -> float:
         """Share of the time budget spent, in ``[0, 1]`` (0 without a budget)."""
         fraction = MessageHub.get_current_instance().get_info(BUDGET_FRACTION_KEY, 0.0)
