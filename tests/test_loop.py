@@ -113,3 +113,19 @@ def test_a_stop_signal_ends_the_iteration_with_a_checkpoint_and_resume_goes_on(t
     resumed.train()
     assert resumed.iter == 3 and resumed.train_loop.stopped_by_signal is None
     assert last_checkpoint(str(tmp_path)).endswith('iter_3.pth')
+
+
+def test_pytorch_launcher_without_torchrun_says_how_to_start(teacher_ckpt, tmp_path,
+                                                             monkeypatch):
+    """`tools/train.py CONFIG --launcher pytorch` run directly used to end in torch's
+    'environment variable RANK expected, but not set'."""
+    from mmdfkd.apis import load_config
+    from .conftest import config_path
+    for var in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(var, raising=False)
+    cfg = load_config(config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py'),
+                      cfg_options={'teacher_ckpt': teacher_ckpt}, work_dir=str(tmp_path),
+                      launcher='pytorch')
+    with pytest.raises(ValueError, match=r'missing RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT'
+                                         r'.*tools/dist_train.sh CONFIG NUM_PROCESSES'):
+        build_runner(cfg)

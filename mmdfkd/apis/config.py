@@ -1,4 +1,5 @@
 """Config loading shared by ``tools/*.py`` and the benchmark, so all behave the same."""
+import os
 import os.path as osp
 
 import torch
@@ -88,6 +89,16 @@ def build_runner(cfg: Config) -> Runner:
     configs) or mmengine's ``Runner``, after checking the keys of ``cfg.model`` and
     ``cfg.custom_hooks`` against the classes they configure (``check_runner_config_keys``)."""
     check_runner_config_keys(cfg)
+    if cfg.get('launcher', 'none') == 'pytorch':
+        missing = [v for v in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+                   if v not in os.environ]
+        if missing:
+            # torch's own error names only the first variable, not how to get them.
+            raise ValueError(f'--launcher pytorch needs the environment torchrun sets (missing '
+                             f"{', '.join(missing)}): start with `bash tools/dist_train.sh "
+                             'CONFIG NUM_PROCESSES` or `torchrun --nproc_per_node N '
+                             'tools/train.py CONFIG --launcher pytorch`, or leave out '
+                             '--launcher for one process.')
     if cfg.get('launcher', 'none') == 'pytorch' and not torch.cuda.is_available():
         _init_cpu_process_group(cfg)
     if 'runner_type' in cfg:
