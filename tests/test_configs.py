@@ -154,3 +154,23 @@ def test_unknown_config_key_is_refused_before_building_with_its_path(config, key
     with pytest.raises(ValueError, match=message):
         build_runner(cfg)
     assert not glob.glob(str(tmp_path / '*' / '*.log')), 'refused before the runner started'
+
+
+def test_print_config_shows_the_overrides_where_they_land():
+    """tools/misc/print_config.py prints what tools/train.py will run: the teacher_ckpt in the
+    teacher wrapper, data_root in every dataloader."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+    done = subprocess.run(
+        [sys.executable, f'{ROOT}/tools/misc/print_config.py',
+         config_path('dipkd', 'dipkd_lenet5_lenet5_fmnist.py'), '--cfg-options',
+         'teacher_ckpt=/teachers/t/epoch_9.pth', 'data_root=/data/fm'],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from mmengine.config import Config
+    cfg = Config.fromstring(done.stdout, '.py')
+    assert cfg.model.teacher.checkpoint == '/teachers/t/epoch_9.pth'
+    assert cfg.val_dataloader.dataset.data_root == '/data/fm'
+    assert cfg.test_dataloader.dataset.data_root == '/data/fm'
