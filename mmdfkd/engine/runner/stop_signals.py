@@ -6,9 +6,11 @@ saved and ``--resume`` continues exactly from it. A second signal aborts at once
 """
 import signal
 import threading
+from types import FrameType
 
 import torch
 from mmengine import dist
+from mmengine.logging import MMLogger
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -21,7 +23,7 @@ class StopSignals:
     workers stop at the same iteration.
     """
 
-    def __init__(self, logger=None) -> None:
+    def __init__(self, logger: MMLogger | None = None) -> None:
         self.logger = logger
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
@@ -37,7 +39,7 @@ class StopSignals:
             signal.signal(signum, handler)
         self._previous.clear()
 
-    def _handle(self, signum: int, frame) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
         # The next signal gets the usual behaviour (e.g. a second Ctrl-C aborts at once).
         signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
