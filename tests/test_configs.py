@@ -1,3 +1,4 @@
+import re
 import glob
 import json
 import os.path as osp
@@ -174,3 +175,25 @@ def test_print_config_shows_the_overrides_where_they_land():
     assert cfg.model.teacher.checkpoint == '/teachers/t/epoch_9.pth'
     assert cfg.val_dataloader.dataset.data_root == '/data/fm'
     assert cfg.test_dataloader.dataset.data_root == '/data/fm'
+
+
+@pytest.mark.parametrize('pair,message', [
+    ('teacher_ckpt', r"takes KEY=VALUE pairs, got 'teacher_ckpt'"),
+    ("custom_hooks=[dict(type='TimedValidationHook')]",
+     r'custom_hooks: a dict value cannot be given here .*custom_hooks.0.NAME=VALUE'),
+])
+def test_cfg_options_the_tools_cannot_read_are_argparse_errors(pair, message, capsys):
+    """A pair without '=' raised a bare unpacking error and a dict value a RecursionError
+    inside mmengine's parser; values that merely contain braces still pass."""
+    import argparse
+
+    from mmdfkd.apis.cli_types import ConfigOptionsAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction)
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--cfg-options', pair])
+    assert re.search(message, capsys.readouterr().err)
+    args = parser.parse_args(['--cfg-options', 'model.synthesizer.prompt_template=a_{}',
+                              'custom_hooks.0.interval=5', 'custom_hooks=[]'])
+    assert args.cfg_options == {'model.synthesizer.prompt_template': 'a_{}',
+                                'custom_hooks.0.interval': 5, 'custom_hooks': []}

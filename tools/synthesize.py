@@ -13,10 +13,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
 import mmdfkd  # noqa: E402,F401
-from mmdfkd.apis.cli_types import positive_int  # noqa: E402
+from mmdfkd.apis.cli_types import ConfigOptionsAction, positive_int  # noqa: E402
 from mmdfkd.apis.synthesize import build_from_checkpoint, export_image_folder  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument('--num-images', type=positive_int, default=None,
                         help='cap on the images written (pool methods: default the whole '
                              'pool; generator methods need it)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='config overrides, as for tools/train.py')
     args = parser.parse_args()
     model = build_from_checkpoint(args.config, args.checkpoint, args.cfg_options)

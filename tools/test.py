@@ -12,9 +12,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
-
 from mmdfkd.apis import build_runner, load_config  # noqa: E402
+from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
 from mmdfkd.engine.runner.checkpoint_loader import check_checkpoint_fits  # noqa: E402
 
 
@@ -24,7 +23,7 @@ def main() -> None:
     parser.add_argument('checkpoint')
     parser.add_argument('--work-dir', help='folder for the test logs')
     parser.add_argument('--out', help='write the metrics as JSON here')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none')
     args = parser.parse_args()

@@ -14,6 +14,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmdfkd.apis import build_runner, finish_distributed, load_config  # noqa: E402
+from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -28,7 +29,7 @@ def parse_args() -> argparse.Namespace:
                         help='do not validate during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate with the total batch size')
-    parser.add_argument('--cfg-options', nargs='+', action=_DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='override config settings, e.g. teacher_ckpt=PATH '
                         'train_cfg.max_iters=100')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -38,14 +39,6 @@ def parse_args() -> argparse.Namespace:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def _dict_action():
-    from mmengine.config import DictAction
-    return DictAction
-
-
-_DictAction = _dict_action()
 
 
 def main() -> None:

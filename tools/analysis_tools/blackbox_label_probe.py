@@ -36,11 +36,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmdfkd  # noqa: E402,F401
-from mmdfkd.apis.cli_types import positive_int  # noqa: E402
+from mmdfkd.apis.cli_types import ConfigOptionsAction, positive_int  # noqa: E402
 from mmdfkd.registry import DATASETS, MODELS  # noqa: E402
 
 GUIDES = ('none', 'target', 'boundary', 'away')
@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--label-smoothing', type=float, default=0.0)
     parser.add_argument('--mixup', type=float, default=0.0,
                         help='Beta(a, a) mixup of labelled pairs with mixed CE (0 = off)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='config overrides, as for tools/train.py')
     args = parser.parse_args()
     if args.rounds < 1 or (args.rounds > 1) != (args.guide != 'none'):

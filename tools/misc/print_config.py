@@ -13,9 +13,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmengine.config import DictAction  # noqa: E402
 
 from mmdfkd.apis import load_config  # noqa: E402
+from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
 from mmdfkd.apis.config_keys import check_runner_config_keys  # noqa: E402
 from mmdfkd.engine.runner.data_free_runner import propagate_teacher_ckpt  # noqa: E402
 
@@ -23,7 +23,7 @@ from mmdfkd.engine.runner.data_free_runner import propagate_teacher_ckpt  # noqa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='config overrides, as for tools/train.py')
     args = parser.parse_args()
     cfg = load_config(args.config, cfg_options=args.cfg_options)
