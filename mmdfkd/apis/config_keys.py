@@ -2,10 +2,10 @@
 
 A misspelt key (``model.synthesizer.pool.capacity`` for ``max_images``) otherwise fails deep
 inside the build with ``__init__() got an unexpected keyword argument``, which names neither
-where the key sits in the config nor what the class does take. This check walks ``model`` and
-``custom_hooks``, looks each ``type`` up in mmdfkd's registries (which fall back to
-mmpretrain's and mmengine's) and names the full key path, a close match and the accepted
-arguments.
+where the key sits in the config nor what the class does take. This check walks ``model``,
+the hooks, the loops and ``optim_wrapper``, looks each ``type`` up in mmdfkd's registries
+(which fall back to mmpretrain's and mmengine's) and names the full key path, a close match
+and the accepted arguments.
 """
 import difflib
 import inspect
@@ -20,18 +20,42 @@ from mmengine.registry import Registry
 SKIPPED_KEYS = frozenset({'init_cfg'})
 
 
-def accepted_arguments(factory: Callable) -> list[str] | None:
-    """The keyword arguments ``factory`` takes, or ``None`` when it takes any (``**kwargs``)
-    or has no readable signature."""
+def _forwarded_arguments() -> dict[type, tuple[Callable, set[str]]]:
+    """Classes whose ``**kwargs`` all go to one known callable (minus the arguments the class
+    fills in itself): their keys can be checked against both signatures. mmengine's
+    ``CheckpointHook`` hands them to ``Runner.save_checkpoint`` at its first save, so a
+    misspelt ``default_hooks.checkpoint`` key used to fail only then, possibly hours in."""
+    from mmengine.hooks import CheckpointHook
+    from mmengine.runner import Runner
+    return {CheckpointHook: (Runner.save_checkpoint, {'self', 'filename'})}
+
+
+def _named_arguments(factory: Callable) -> tuple[list[str], bool] | None:
     try:
         parameters = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):
         return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    names = [p.name for p in parameters
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                           inspect.Parameter.KEYWORD_ONLY)]
+    return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def accepted_arguments(factory: Callable) -> list[str] | None:
+    """The keyword arguments ``factory`` takes, or ``None`` when it takes any (``**kwargs``
+    not forwarded to a known callable) or has no readable signature."""
+    named = _named_arguments(factory)
+    if named is None:
         return None
-    return [p.name for p in parameters
-            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                          inspect.Parameter.KEYWORD_ONLY)]
+    names, var_keyword = named
+    if not var_keyword:
+        return names
+    for cls, (target, filled) in _forwarded_arguments().items():
+        if isinstance(factory, type) and issubclass(factory, cls):
+            forwarded = _named_arguments(target)
+            if forwarded is not None and not forwarded[1]:
+                return names + [n for n in forwarded[0] if n not in filled and n not in names]
+    return None
 
 
 def _factory(node_type: Any, registry: Registry) -> Callable | None:
@@ -102,10 +126,15 @@ def check_config_keys(node: Any, registry: Registry, path: str) -> None:
 
 
 def check_runner_config_keys(cfg) -> None:
-    """Check ``cfg.model`` against the model registry and ``cfg.custom_hooks`` against the
-    hook registry (the parts of a config that name mmdfkd's classes)."""
-    from mmdfkd.registry import HOOKS, MODELS
+    """Check the typed parts of a runner config against the classes they build: ``model``
+    (model registry), ``custom_hooks`` and ``default_hooks`` (hooks), ``train_cfg`` /
+    ``val_cfg`` / ``test_cfg`` when they name a loop, and the optimizers and optimizer
+    wrappers under ``optim_wrapper``."""
+    from mmdfkd.registry import HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS
     if 'model' in cfg:
         check_config_keys(cfg.model, MODELS, 'model')
-    if cfg.get('custom_hooks'):
-        check_config_keys(cfg.custom_hooks, HOOKS, 'custom_hooks')
+    for key, registry in (('custom_hooks', HOOKS), ('default_hooks', HOOKS),
+                          ('train_cfg', LOOPS), ('val_cfg', LOOPS), ('test_cfg', LOOPS),
+                          ('optim_wrapper', OPTIM_WRAPPERS), ('optim_wrapper', OPTIMIZERS)):
+        if cfg.get(key):
+            check_config_keys(cfg[key], registry, key)
