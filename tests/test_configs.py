@@ -160,6 +160,8 @@ def test_every_shipped_config_passes_the_key_check():
      r"optim_wrapper.student.optimizer.lrr: SGD .*did you mean 'lr'"),
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'default_hooks.checkpoint.intervall', 5,
      r"default_hooks.checkpoint.intervall: CheckpointHook .*did you mean 'interval'"),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'val_evaluator.top_k', 1,
+     r"val_evaluator.top_k: Accuracy .*did you mean 'topk'"),
 ])
 def test_unknown_config_key_is_refused_before_building_with_its_path(config, key, value,
                                                                        message, tmp_path):

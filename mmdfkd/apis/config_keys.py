@@ -128,13 +128,14 @@ def check_config_keys(node: Any, registry: Registry, path: str) -> None:
 def check_runner_config_keys(cfg) -> None:
     """Check the typed parts of a runner config against the classes they build: ``model``
     (model registry), ``custom_hooks`` and ``default_hooks`` (hooks), ``train_cfg`` /
-    ``val_cfg`` / ``test_cfg`` when they name a loop, and the optimizers and optimizer
-    wrappers under ``optim_wrapper``."""
-    from mmdfkd.registry import HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS
+    ``val_cfg`` / ``test_cfg`` when they name a loop, the optimizers and optimizer wrappers
+    under ``optim_wrapper`` and the metrics of ``val_evaluator`` / ``test_evaluator``."""
+    from mmdfkd.registry import HOOKS, LOOPS, METRICS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS
     if 'model' in cfg:
         check_config_keys(cfg.model, MODELS, 'model')
     for key, registry in (('custom_hooks', HOOKS), ('default_hooks', HOOKS),
                           ('train_cfg', LOOPS), ('val_cfg', LOOPS), ('test_cfg', LOOPS),
-                          ('optim_wrapper', OPTIM_WRAPPERS), ('optim_wrapper', OPTIMIZERS)):
+                          ('optim_wrapper', OPTIM_WRAPPERS), ('optim_wrapper', OPTIMIZERS),
+                          ('val_evaluator', METRICS), ('test_evaluator', METRICS)):
         if cfg.get(key):
             check_config_keys(cfg[key], registry, key)
