@@ -129,3 +129,19 @@ def test_pytorch_launcher_without_torchrun_says_how_to_start(teacher_ckpt, tmp_p
     with pytest.raises(ValueError, match=r'missing RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT'
                                          r'.*tools/dist_train.sh CONFIG NUM_PROCESSES'):
         build_runner(cfg)
+
+
+def test_stop_signals_leave_an_ignored_signal_ignored():
+    """A background job started with SIGINT ignored must not start reacting to it."""
+    import signal
+
+    from mmdfkd.engine.runner.stop_signals import StopSignals
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopSignals() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == stop._handle
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is not stop._handle
+    finally:
+        signal.signal(signal.SIGINT, before)

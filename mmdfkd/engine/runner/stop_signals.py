@@ -31,7 +31,10 @@ class StopSignals:
     def __enter__(self) -> 'StopSignals':
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+                # A signal the process was started to ignore (e.g. SIGINT for a background
+                # job of a non-interactive shell) stays ignored.
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
