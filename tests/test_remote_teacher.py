@@ -172,7 +172,8 @@ def test_a_failure_on_an_answered_shape_stays_retryable():
 
 def test_serve_teacher_refuses_a_data_free_config_and_a_bad_port(teacher_ckpt):
     """A data-free config (its teacher is inside `model.teacher`) used to end in
-    'model.head.num_classes is not set'; --port 99999 in an OverflowError from bind()."""
+    'model.head.num_classes is not set'; --port 99999 in an OverflowError from bind(); a port
+    in use printed "serving ..." and then uvicorn's bind error."""
     cmd = [sys.executable, f'{ROOT}/tools/serve_teacher.py',
            config_path('dipkd', 'dipkd_lenet5_lenet5_fmnist.py'), teacher_ckpt]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -182,3 +183,13 @@ def test_serve_teacher_refuses_a_data_free_config_and_a_bad_port(teacher_ckpt):
                                      teacher_ckpt, '--port', '99999'],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and 'takes a TCP port in 1-65535' in done.stderr
+    # A port already held: refused before the model loads, without "serving ..." first.
+    with socket.socket() as held:
+        held.bind(('127.0.0.1', 0))
+        held.listen()
+        port = str(held.getsockname()[1])
+        done = subprocess.run(cmd[:2] + [config_path('teachers', 'lenet5bn_fmnist.py'),
+                                         teacher_ckpt, '--port', port],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and 'serving' not in done.stdout
+    assert f'cannot serve on 127.0.0.1:{port}' in done.stderr

@@ -8,6 +8,7 @@ A data-free run then reaches it with
 """
 import argparse
 import os.path as osp
+import socket
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -42,6 +43,15 @@ def main() -> None:
                         help='answer with the top-1 label (default) or probabilities')
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args()
+    # Checked before the model loads, and so that "serving ..." is never printed for a port
+    # uvicorn then cannot bind.
+    with socket.socket() as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as e:
+            raise SystemExit(f'cannot serve on {args.host}:{args.port} ({e.strerror}): another '
+                             'server (a teacher served before?) may hold it; stop it or pick '
+                             'another --port') from None
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdfkd'))
     model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
