@@ -23,7 +23,8 @@ def main() -> None:
     parser.add_argument('out_dir', help='folder to write student.pth and student_config.py')
     args = parser.parse_args()
     ckpt, cfg = export_student(args.config, args.checkpoint, args.out_dir)
-    print(f'student checkpoint: {ckpt}\nstudent config: {cfg}')
+    print(f'student checkpoint: {ckpt}\nstudent config: {cfg}\n'
+          f'test it on the real test split: python tools/test.py {cfg} {ckpt}')
 
 
 if __name__ == '__main__':
