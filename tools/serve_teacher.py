@@ -46,6 +46,9 @@ def main() -> None:
     # Checked before the model loads, and so that "serving ..." is never printed for a port
     # uvicorn then cannot bind.
     with socket.socket() as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by a server just stopped is free to use
+        # (a server restarted on its old port must come up).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((args.host, args.port))
         except OSError as e:
