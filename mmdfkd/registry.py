@@ -28,6 +28,8 @@ from mmpretrain.registry import VISUALIZERS as MMPRETRAIN_VISUALIZERS
 from mmpretrain.registry import \
     WEIGHT_INITIALIZERS as MMPRETRAIN_WEIGHT_INITIALIZERS
 
+from mmdfkd.utils.model_reference import build_model_resolving_references
+
 __all__ = [
     'RUNNERS', 'LOOPS', 'HOOKS', 'LOG_PROCESSORS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'DATASETS', 'DATA_SAMPLERS',
@@ -54,7 +56,10 @@ PARAM_SCHEDULERS = _child('parameter scheduler', MMPRETRAIN_PARAM_SCHEDULERS,
 DATASETS = _child('dataset', MMPRETRAIN_DATASETS, 'mmdfkd.datasets')
 DATA_SAMPLERS = _child('data sampler', MMPRETRAIN_DATA_SAMPLERS, 'mmdfkd.datasets')
 TRANSFORMS = _child('transform', MMPRETRAIN_TRANSFORMS, 'mmdfkd.datasets')
-MODELS = _child('model', MMPRETRAIN_MODELS, 'mmdfkd.models')
+# A classifier may be named by its config file (`dict(cfg_path='mmpretrain::...')`,
+# mmdfkd.utils.model_reference) wherever a model config goes.
+MODELS = Registry('model', parent=MMPRETRAIN_MODELS, locations=['mmdfkd.models'],
+                  build_func=build_model_resolving_references)
 MODEL_WRAPPERS = _child('model_wrapper', MMPRETRAIN_MODEL_WRAPPERS, 'mmdfkd.models')
 WEIGHT_INITIALIZERS = _child('weight initializer', MMPRETRAIN_WEIGHT_INITIALIZERS,
                              'mmdfkd.models')

@@ -22,6 +22,8 @@ CIFAR_SETTINGS = ('resnet34_resnet18_cifar10', 'resnet34_resnet18_cifar100',
                   'wrn40_2_wrn16_2_cifar10', 'wrn40_2_wrn16_2_cifar100')
 CIFAR_CONFIGS = [f'{m}/{m}_{s}.py' for m in ('deepinversion', 'cmi', 'fast_dfkd', 'cpsc_dfkd')
                  for s in CIFAR_SETTINGS]
+# Teacher and student named by mmpretrain model-zoo configs (`cfg_path`).
+CIFAR_CONFIGS.append('deepinversion/deepinversion_resnet34_mobilenetv3small_cifar10.py')
 
 
 def test_every_method_has_an_fmnist_config():
@@ -134,6 +136,38 @@ def test_every_shipped_config_passes_the_key_check():
     assert len(ALL_CONFIGS) > 40
     for path in ALL_CONFIGS:
         check_runner_config_keys(load_config(path))
+
+
+class _Base:
+    def __init__(self, a: int = 1, b: int = 2) -> None:
+        self.a, self.b = a, b
+
+
+class _HandsKwargsToSuper(_Base):
+    def __init__(self, c: int = 3, **kwargs) -> None:
+        super().__init__(**kwargs)
+
+
+class _KeepsKwargs(_Base):
+    def __init__(self, c: int = 3, **kwargs) -> None:
+        super().__init__()
+        self.options = kwargs
+
+
+def test_key_check_follows_kwargs_handed_to_the_parent_class():
+    """mmpretrain's heads and backbones take **kwargs only to hand them to their parent
+    (LinearClsHead -> ClsHead): their keys are checked against the chain, so a misspelt
+    `head.num_classs` is refused before the build. **kwargs kept for anything else still
+    accept any key."""
+    from mmpretrain.models import LinearClsHead, ResNet_CIFAR
+
+    from mmdfkd.apis.config_keys import accepted_arguments
+    assert accepted_arguments(_HandsKwargsToSuper) == ['c', 'a', 'b']
+    assert accepted_arguments(_KeepsKwargs) is None
+    assert set(accepted_arguments(LinearClsHead)) == {'num_classes', 'in_channels', 'init_cfg',
+                                                      'loss', 'topk', 'cal_acc'}
+    assert {'depth', 'deep_stem', 'num_stages', 'out_indices'} <= set(
+        accepted_arguments(ResNet_CIFAR))
 
 
 @pytest.mark.parametrize('config,key,value,message', [

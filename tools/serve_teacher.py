@@ -14,12 +14,12 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import uvicorn  # noqa: E402
-from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmdfkd  # noqa: E402,F401
 from mmdfkd.apis.serve import build_teacher_app  # noqa: E402
 from mmdfkd.models.teachers import ClassifierSource  # noqa: E402
+from mmdfkd.utils import load_referenced_config  # noqa: E402
 
 
 def port_number(text: str) -> int:
@@ -35,7 +35,8 @@ def port_number(text: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description='Serve a classifier as a teacher endpoint')
-    parser.add_argument('config', help='the classifier config (e.g. a configs/teachers file)')
+    parser.add_argument('config', help='the classifier config (e.g. a configs/teachers file, or '
+                        "'mmpretrain::resnet/resnet18_8xb16_cifar10.py')")
     parser.add_argument('checkpoint', help='its trained weights')
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--port', type=port_number, default=8000)
@@ -55,7 +56,8 @@ def main() -> None:
             raise SystemExit(f'cannot serve on {args.host}:{args.port} ({e.strerror}): another '
                              'server (a teacher served before?) may hold it; stop it or pick '
                              'another --port') from None
-    cfg = Config.fromfile(args.config)
+    # A file, or a model-zoo config inside mmpretrain ('mmpretrain::resnet/...py').
+    cfg = load_referenced_config(args.config, 'config')
     init_default_scope(cfg.get('default_scope', 'mmdfkd'))
     model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
     if 'teacher' in model_cfg or 'student' in model_cfg:

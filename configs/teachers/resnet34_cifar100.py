@@ -1,6 +1,5 @@
-# CIFAR ResNet-34 teacher (GPU users). Data root: --cfg-options data_root=... is not enough
-# for nested dataloaders, so edit data_root below or pass
-# train_dataloader.dataset.data_root=... val_dataloader.dataset.data_root=...
+# CIFAR ResNet-34 teacher (GPU users). Point it at the unpacked CIFAR python archive with
+# --cfg-options data_root=DIR (reaches every split's dataset); nothing is downloaded.
 _base_ = [
     '../_base_/datasets/cifar100_bs128.py', '../_base_/schedules/cifar_teacher.py',
     '../_base_/default_runtime.py'

@@ -8,6 +8,7 @@ from mmengine.runner import Runner
 
 import mmdfkd  # noqa: F401  (registers modules and the resume-safe checkpoint loader)
 from mmdfkd.apis.config_keys import check_runner_config_keys
+from mmdfkd.utils import is_model_reference, referenced_data_preprocessor
 
 
 def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
@@ -84,11 +85,53 @@ def propagate_data_root(cfg: Config, cfg_options: dict) -> None:
             dataset = dataset.get('dataset')
 
 
+def _normalisation(preprocessor: dict) -> tuple:
+    return tuple(None if preprocessor.get(k) is None else [float(v) for v in preprocessor[k]]
+                 for k in ('mean', 'std'))
+
+
+def check_teacher_normalisation(cfg: Config) -> None:
+    """Refuse a teacher named by its config file (``cfg_path``) whose inputs were normalised
+    differently from what ``model.data_preprocessor`` does to the test split.
+
+    Synthetic images are made in the teacher's input space, so the student learns in the
+    teacher's normalisation; evaluated on real images normalised another way it would score
+    far below what it learnt, with nothing in the log to say why.
+    """
+    model = cfg.get('model')
+    teacher = model.get('teacher') if isinstance(model, dict) else None
+    if is_model_reference(teacher):
+        reference, key = teacher, 'model.teacher'
+    elif isinstance(teacher, dict) and is_model_reference(teacher.get('model')):
+        reference, key = teacher['model'], 'model.teacher.model'
+    else:
+        return
+    theirs = referenced_data_preprocessor(reference)
+    ours = model.get('data_preprocessor')
+    if not theirs or not isinstance(ours, dict):
+        return
+    (t_mean, t_std), (o_mean, o_std) = _normalisation(theirs), _normalisation(ours)
+
+    def differ(a, b):
+        return (a is None) != (b is None) or (a is not None and (
+            len(a) != len(b) or any(abs(x - y) > 1e-3 for x, y in zip(a, b))))
+
+    if differ(t_mean, o_mean) or differ(t_std, o_std):
+        raise ValueError(
+            f"{key}.cfg_path='{reference['cfg_path']}' normalises its inputs with mean "
+            f'{t_mean} and std {t_std}, but model.data_preprocessor normalises the test split '
+            f'with mean {o_mean} and std {o_std}: the student learns in the teacher\'s input '
+            'space and would be tested in another. Set model.data_preprocessor.mean and .std '
+            "to the teacher's (and the synthesizer's mean/std or pixel range where it has "
+            'them).')
+
+
 def build_runner(cfg: Config) -> Runner:
     """Build the runner named by ``cfg.runner_type`` (``DataFreeRunner`` for data-free
     configs) or mmengine's ``Runner``, after checking the keys of ``cfg.model`` and
     ``cfg.custom_hooks`` against the classes they configure (``check_runner_config_keys``)."""
     check_runner_config_keys(cfg)
+    check_teacher_normalisation(cfg)
     if cfg.get('launcher', 'none') == 'pytorch':
         missing = [v for v in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
                    if v not in os.environ]

@@ -9,10 +9,13 @@ and the accepted arguments.
 """
 import difflib
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
 from mmengine.registry import Registry
+
+from mmdfkd.utils import is_model_reference, resolve_model_reference
 
 # Subtrees built by another registry (weight initialisers), whose ``type`` names may collide
 # with model names. Other foreign types (torchvision transform names in ``augment``) are not in
@@ -41,6 +44,52 @@ def _named_arguments(factory: Callable) -> tuple[list[str], bool] | None:
     return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
+def _super_init_call(source: str) -> str | None:
+    """The argument text of the ``super().__init__(...)`` call in ``source``, if any."""
+    match = re.search(r'super\([^)]*\)\.__init__\(', source)  # also super(Cls, self)
+    if match is None:
+        return None
+    depth, begin = 0, match.end() - 1
+    for pos in range(begin, len(source)):
+        depth += {'(': 1, ')': -1}.get(source[pos], 0)
+        if depth == 0:
+            return source[begin + 1:pos]
+    return None
+
+
+def _parent_with_init(cls: type) -> type | None:
+    """The class whose ``__init__`` a ``super().__init__`` in ``cls.__init__`` calls."""
+    mro = cls.__mro__
+    owner = next((i for i, c in enumerate(mro) if '__init__' in vars(c)), None)
+    if owner is None:
+        return None
+    return next((c for c in mro[owner + 1:] if '__init__' in vars(c)), None)
+
+
+def _kwargs_forwarded_to_super(cls: type) -> list[str] | None:
+    """For a class whose ``__init__`` only hands ``**kwargs`` on to ``super().__init__``
+    (mmpretrain's heads and backbones: ``LinearClsHead(num_classes, in_channels, **kwargs)``
+    -> ``ClsHead(loss, topk, cal_acc, init_cfg)``), the arguments of the classes up the chain;
+    ``None`` where ``**kwargs`` may go anywhere else or the source cannot be read."""
+    init = vars(cls).get('__init__') or next(
+        (vars(c)['__init__'] for c in cls.__mro__ if '__init__' in vars(c)), None)
+    try:
+        source = inspect.getsource(init)
+    except (OSError, TypeError):
+        return None
+    call = _super_init_call(source)
+    kwargs_name = next((p.name for p in inspect.signature(init).parameters.values()
+                        if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+    # **kwargs must appear once in the source besides the signature: in the super() call.
+    if (call is None or kwargs_name is None or f'**{kwargs_name}' not in call
+            or source.count(kwargs_name) != 2):
+        return None
+    parent = _parent_with_init(cls)
+    if parent is None or parent is object:
+        return None
+    return accepted_arguments(parent)
+
+
 def accepted_arguments(factory: Callable) -> list[str] | None:
     """The keyword arguments ``factory`` takes, or ``None`` when it takes any (``**kwargs``
     not forwarded to a known callable) or has no readable signature."""
@@ -55,6 +104,10 @@ def accepted_arguments(factory: Callable) -> list[str] | None:
             forwarded = _named_arguments(target)
             if forwarded is not None and not forwarded[1]:
                 return names + [n for n in forwarded[0] if n not in filled and n not in names]
+    if isinstance(factory, type):
+        inherited = _kwargs_forwarded_to_super(factory)
+        if inherited is not None:
+            return names + [n for n in inherited if n not in names]
     return None
 
 
@@ -104,6 +157,10 @@ def check_config_keys(node: Any, registry: Registry, path: str) -> None:
         return
     if not isinstance(node, dict):
         return
+    if is_model_reference(node):
+        # A classifier named by its config file: check the keys of the model it stands for,
+        # overrides merged in (a misspelt override is reported like any other key).
+        node = resolve_model_reference(node, path)
     if 'type' in node:
         factory = _factory(node['type'], registry)
         accepted = accepted_arguments(factory) if factory is not None else None

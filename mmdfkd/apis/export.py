@@ -9,6 +9,7 @@ from mmengine.registry import init_default_scope
 from mmdfkd.engine.runner.checkpoint_loader import (load_run_checkpoint, run_config_hint,
                                                     weights_mismatch)
 from mmdfkd.registry import DATASETS, MODELS, TRANSFORMS
+from mmdfkd.utils import resolve_model_reference
 
 STUDENT_PREFIX = 'student.'
 
@@ -61,7 +62,10 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str
     ckpt_path = osp.join(out_dir, 'student.pth')
     torch.save({'state_dict': student_state, 'meta': meta}, ckpt_path)
 
-    model = _qualify_mmdfkd_types(cfg.model.student.to_dict())
+    # A student named by its config file (cfg_path) is written out in full: the exported
+    # config is built by mmpretrain's registry, which does not resolve references.
+    model = _qualify_mmdfkd_types(resolve_model_reference(cfg.model.student.to_dict(),
+                                                          'model.student'))
     model['data_preprocessor'] = dict(cfg.model.get('data_preprocessor') or {})
     model['data_preprocessor'].pop('type', None)
     student_cfg = Config(dict(
