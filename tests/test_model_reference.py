@@ -46,6 +46,9 @@ def test_a_zoo_reference_is_the_zoo_model_with_the_overrides_merged():
      r"model\.student\.cfg_path='mmpretrain::resnet/resnet18_cifar\.py' cannot be read"),
     (dict(cfg_path=osp.join(ROOT, 'configs', '_base_', 'datasets', 'fmnist_bs128.py')),
      ValueError, r'has no `model` to use'),
+    (dict(cfg_path=osp.join(ROOT, 'configs', 'dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')),
+     ValueError, r'is a data-free config \(model\.type=DataFreeDistiller\); name the '
+                 r'classifier config'),
 ])
 def test_bad_references_are_refused_with_the_key_and_the_fix(reference, error, message):
     with pytest.raises(error, match=message):

@@ -75,6 +75,10 @@ def resolve_model_reference(cfg: dict, key: str = 'model') -> dict:
     if not isinstance(referenced.get('model'), dict):
         raise ValueError(f"{key}.{REFERENCE_KEY}='{path}' has no `model` to use; name a "
                          'classifier config (one with model=dict(type=...)).')
+    if 'teacher' in referenced.model or 'student' in referenced.model:
+        raise ValueError(f"{key}.{REFERENCE_KEY}='{path}' is a data-free config "
+                         f"(model.type={referenced.model.get('type')}); name the classifier "
+                         'config the model was trained with (e.g. configs/teachers/...).')
     merged = Config(dict(model=referenced.model.to_dict()))
     if overrides:
         merged.merge_from_dict(dict(model=overrides))
