@@ -1,7 +1,13 @@
 """mmdfkd: data-free knowledge distillation for the OpenMMLab 2.x stack."""
-from mmpretrain.utils import register_all_modules as _register_mmpretrain
+import warnings
 
-from .version import __version__
+# mmdfkd installs mmcv-lite on purpose (classifiers need no compiled ops); mmcv's advice to
+# install the full mmcv for MultiScaleDeformableAttention, printed by every tool, only misleads.
+warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+
+from mmpretrain.utils import register_all_modules as _register_mmpretrain  # noqa: E402
+
+from .version import __version__  # noqa: E402
 
 # mmdfkd's registries are children of mmpretrain's; the parents must be populated so that
 # configs can name mmpretrain modules (ImageClassifier, Accuracy, UniversalVisualizer...).
