@@ -125,3 +125,20 @@ def test_a_run_with_teacher_and_student_named_by_file_trains_and_exports(teacher
     x = torch.randn(3, 1, 32, 32)
     torch.testing.assert_close(student.eval()(x, mode='tensor'),
                                runner.model.student.eval()(x, mode='tensor'))
+
+
+def test_print_config_shows_what_a_reference_stands_for():
+    import subprocess
+    import sys
+    done = subprocess.run(
+        [sys.executable, f'{ROOT}/tools/misc/print_config.py',
+         config_path('deepinversion', 'deepinversion_resnet34_mobilenetv3small_cifar10.py')],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cfg = Config.fromstring(done.stdout, '.py')  # still a config: the additions are comments
+    assert cfg.model.student == dict(
+        cfg_path='mmpretrain::mobilenet_v3/mobilenet-v3-small_8xb16_cifar10.py')
+    student_part = done.stdout.split("# model.student: cfg_path='mmpretrain::mobilenet_v3/")[1]
+    assert "#     backbone=dict(arch='small', type='MobileNetV3')," in student_part
+    assert "# model.teacher: cfg_path='mmpretrain::resnet/resnet34_8xb16_cifar10.py'" in (
+        done.stdout)

@@ -85,6 +85,19 @@ def resolve_model_reference(cfg: dict, key: str = 'model') -> dict:
     return merged.model.to_dict()
 
 
+def find_model_references(node: Any, path: str = 'model') -> list[tuple[str, dict]]:
+    """``(key path, reference)`` of every ``cfg_path`` reference under ``node``."""
+    if is_model_reference(node):
+        return [(path, node)]
+    if isinstance(node, dict):
+        return [found for key, value in node.items()
+                for found in find_model_references(value, f'{path}.{key}')]
+    if isinstance(node, (list, tuple)):
+        return [found for i, value in enumerate(node)
+                for found in find_model_references(value, f'{path}[{i}]')]
+    return []
+
+
 def referenced_data_preprocessor(cfg: Any) -> dict | None:
     """The data preprocessor a referenced config normalises its inputs with: the model's own
     or the config's top-level ``data_preprocessor`` (mmpretrain configs keep it there);
