@@ -44,6 +44,8 @@ def test_a_zoo_reference_is_the_zoo_model_with_the_overrides_merged():
      ValueError, r"both `cfg_path` and `type`.*student=dict\(_delete_=True, cfg_path="),
     (dict(cfg_path='mmpretrain::resnet/resnet18_cifar.py'), FileNotFoundError,
      r"model\.student\.cfg_path='mmpretrain::resnet/resnet18_cifar\.py' cannot be read"),
+    (dict(cfg_path='teachers/lenet5bn_fmnist.py'), FileNotFoundError,
+     r'A relative path is read from the working directory'),
     (dict(cfg_path=osp.join(ROOT, 'configs', '_base_', 'datasets', 'fmnist_bs128.py')),
      ValueError, r'has no `model` to use'),
     (dict(cfg_path=osp.join(ROOT, 'configs', 'dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')),

@@ -9,6 +9,8 @@ stands for that file's ``model``, and its other keys are merged into it as overr
 (``head=dict(num_classes=100)``; ``_delete_=True`` replaces a sub-dict). Only mmengine is
 imported here: the model registry's build function uses it.
 """
+import os
+import os.path as osp
 import warnings
 from typing import Any
 
@@ -36,8 +38,11 @@ def load_referenced_config(cfg_path: str, key: str = REFERENCE_KEY) -> Config:
                 return get_config(cfg_path)
         return Config.fromfile(cfg_path)
     except (FileNotFoundError, ModuleNotFoundError, ValueError) as err:
+        relative = ('' if '::' in cfg_path or osp.isabs(cfg_path) else
+                    f' A relative path is read from the working directory ({os.getcwd()}), '
+                    "not from the referencing config's folder.")
         raise FileNotFoundError(
-            f"{key}='{cfg_path}' cannot be read ({err}). Give a config file path or "
+            f"{key}='{cfg_path}' cannot be read ({err}).{relative} Give a config file path or "
             "'mmpretrain::<folder>/<name>.py' (the folders of mmpretrain's configs/ directory, "
             "e.g. 'mmpretrain::resnet/resnet18_8xb16_cifar10.py').") from err
 
