@@ -21,6 +21,13 @@ from mmdfkd.utils import is_model_reference, resolve_model_reference
 # with model names. Other foreign types (torchvision transform names in ``augment``) are not in
 # the model registry and so are left alone anyway.
 SKIPPED_KEYS = frozenset({'init_cfg'})
+# Keys that code between the config and the class takes off a sub-config first, so the class
+# never sees them: mmcv's build_norm_layer pops `requires_grad` from every `norm_cfg`, and
+# mmpretrain's multimodal models pop `pretrained` from their encoders' configs to load those
+# weights themselves. (A refused valid key would block a run; a missed one still fails in the
+# build that follows.)
+POPPED_BY_BUILDER = {'norm_cfg': frozenset({'requires_grad'})}
+POPPED_FROM_SUB_MODELS = frozenset({'pretrained'})
 
 
 def _forwarded_arguments() -> dict[type, tuple[Callable, set[str]]]:
@@ -165,8 +172,12 @@ def check_config_keys(node: Any, registry: Registry, path: str) -> None:
         factory = _factory(node['type'], registry)
         accepted = accepted_arguments(factory) if factory is not None else None
         if accepted is not None:
+            parent_key = re.sub(r'\[\d+\]$', '', path).rsplit('.', 1)[-1]
+            popped = POPPED_BY_BUILDER.get(parent_key, frozenset())
+            if '.' in path:
+                popped = popped | POPPED_FROM_SUB_MODELS
             for key in node:
-                if key in ('type', '_scope_') or key in accepted:
+                if key in ('type', '_scope_') or key in accepted or key in popped:
                     continue
                 close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
                 elsewhere = _path_accepting(key, node, registry, path)

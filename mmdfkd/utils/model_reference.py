@@ -45,6 +45,9 @@ def load_referenced_config(cfg_path: str, key: str = REFERENCE_KEY) -> Config:
             f"{key}='{cfg_path}' cannot be read ({err}).{relative} Give a config file path or "
             "'mmpretrain::<folder>/<name>.py' (the folders of mmpretrain's configs/ directory, "
             "e.g. 'mmpretrain::resnet/resnet18_8xb16_cifar10.py').") from err
+    except Exception as err:  # the file is there, but mmengine cannot read it
+        raise ValueError(f"{key}='{cfg_path}' cannot be read as a config: "
+                         f'{type(err).__name__}: {err}') from err
 
 
 def resolve_model_reference(cfg: dict, key: str = 'model') -> dict:
