@@ -248,14 +248,15 @@ def test_cfg_options_the_tools_cannot_read_are_argparse_errors(pair, message, ca
                                 'custom_hooks.0.interval': 5, 'custom_hooks': []}
 
 
-def test_no_model_of_mmpretrains_model_zoo_is_refused_by_the_key_check():
+def test_no_config_of_mmpretrains_model_zoo_is_refused_by_the_key_check(teacher_ckpt):
     """A refused valid key blocks a run with no way around it, so the check must accept every
-    model config mmpretrain ships (norm_cfg's requires_grad, popped by mmcv's
-    build_norm_layer; encoders' pretrained, popped by multimodal models). Typos are still
-    refused next to those keys."""
+    config mmpretrain ships: keys popped before the class sees them (norm_cfg's
+    requires_grad by mmcv's build_norm_layer, encoders' pretrained by multimodal models, a
+    hook's priority by the runner, an optimizer wrapper's paramwise_cfg by its constructor).
+    Typos are still refused next to those keys."""
     import mmpretrain
 
-    from mmdfkd.apis.config_keys import check_config_keys
+    from mmdfkd.apis.config_keys import check_config_keys, check_runner_config_keys
     from mmdfkd.registry import MODELS
     from mmdfkd.utils import load_referenced_config
     zoo = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs')
@@ -265,12 +266,17 @@ def test_no_model_of_mmpretrains_model_zoo_is_refused_by_the_key_check():
             cfg = load_referenced_config(path)
         except ValueError:
             continue  # a few zoo configs do not load in mmengine at all (e.g. mixed lazy bases)
-        if isinstance(cfg.get('model'), dict):
-            check_config_keys(cfg.model.to_dict(), MODELS, 'model')
-            checked += 1
+        check_runner_config_keys(cfg)
+        checked += 1
     assert checked > 400
     with pytest.raises(ValueError, match=r"model\.backbone\.norm_cfg\.epss: BatchNorm2d takes "
                                          r"no argument 'epss' \(did you mean 'eps'\?\)"):
         check_config_keys(dict(type='ImageClassifier', backbone=dict(
             type='ResNet_CIFAR', depth=18,
             norm_cfg=dict(type='BN', requires_grad=True, epss=1e-3))), MODELS, 'model')
+    # A data-free student's paramwise_cfg (read per entry by DataFreeOptimWrapperConstructor)
+    # and a custom hook's priority pass the check.
+    cfg = load_config(config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py'), cfg_options={
+        'teacher_ckpt': teacher_ckpt, 'optim_wrapper.student.paramwise_cfg.norm_decay_mult': 0.0,
+        'custom_hooks': [dict(type='SyntheticVisualizationHook', interval=5, priority='LOW')]})
+    check_runner_config_keys(cfg)

@@ -28,6 +28,11 @@ SKIPPED_KEYS = frozenset({'init_cfg'})
 # build that follows.)
 POPPED_BY_BUILDER = {'norm_cfg': frozenset({'requires_grad'})}
 POPPED_FROM_SUB_MODELS = frozenset({'pretrained'})
+# ...and that mmengine's runner takes off before building, by registry: a hook's `priority`
+# (Runner.register_hook), an optimizer wrapper's `paramwise_cfg` and `constructor` (the
+# optimizer wrapper constructor; DataFreeOptimWrapperConstructor reads them per entry).
+POPPED_BY_RUNNER = {'hook': frozenset({'priority'}),
+                    'optim_wrapper': frozenset({'paramwise_cfg', 'constructor'})}
 
 
 def _forwarded_arguments() -> dict[type, tuple[Callable, set[str]]]:
@@ -173,7 +178,8 @@ def check_config_keys(node: Any, registry: Registry, path: str) -> None:
         accepted = accepted_arguments(factory) if factory is not None else None
         if accepted is not None:
             parent_key = re.sub(r'\[\d+\]$', '', path).rsplit('.', 1)[-1]
-            popped = POPPED_BY_BUILDER.get(parent_key, frozenset())
+            popped = POPPED_BY_BUILDER.get(parent_key, frozenset()) | POPPED_BY_RUNNER.get(
+                registry.name, frozenset())
             if '.' in path:
                 popped = popped | POPPED_FROM_SUB_MODELS
             for key in node:
