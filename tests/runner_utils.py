@@ -25,6 +25,22 @@ def datafree_cfg(config: str, work_dir: str, teacher_ckpt: str, max_iters: int =
     return cfg
 
 
+def one_iteration_options(config: str, teacher_ckpt: str) -> dict:
+    """Overrides for one tiny synthesis + student iteration of a white-box config with no
+    evaluation (for settings without their dataset on this machine, e.g. CIFAR)."""
+    opts = {'teacher_ckpt': teacher_ckpt, 'train_cfg.max_iters': 1, 'train_cfg.val_interval': 1,
+            'model.synthesizer.batch_size': 4, 'model.student_steps': 1,
+            'model.student_batch_size': 4, 'model.synthesizer_steps': 1,
+            'default_hooks.checkpoint.interval': 1, 'custom_hooks': [],
+            'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
+            'test_dataloader': None, 'test_cfg': None, 'test_evaluator': None}
+    if 'cpsc' not in config:  # model inversion: a few inner steps, no warm-up
+        opts.update({'model.synthesizer.iterations': 1, 'model.warmup_iters': 0})
+    if 'cmi' in config:
+        opts['model.synthesizer.contrastive.bank_size'] = 16
+    return opts
+
+
 def run_datafree(*args, **kwargs):
     cfg = datafree_cfg(*args, **kwargs)
     runner = build_runner(cfg)

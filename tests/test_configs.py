@@ -9,7 +9,7 @@ import torch
 from mmdfkd.apis import build_runner, load_config
 
 from .conftest import config_path, needs_fmnist, small_eval_options
-from .runner_utils import last_checkpoint, run_datafree
+from .runner_utils import last_checkpoint, one_iteration_options, run_datafree
 
 METHOD_CONFIGS = sorted(
     osp.relpath(p, config_path())
@@ -44,17 +44,8 @@ def test_cifar_method_config_trains_an_iteration(config, tmp_path):
     teacher = MODELS.build(cfg.model.teacher)
     ckpt = str(tmp_path / 'teacher.pth')
     torch.save({'state_dict': teacher.state_dict()}, ckpt)
-    opts = {'teacher_ckpt': ckpt, 'train_cfg.max_iters': 1, 'train_cfg.val_interval': 1,
-            'model.synthesizer.batch_size': 4, 'model.student_steps': 1,
-            'model.student_batch_size': 4, 'model.synthesizer_steps': 1,
-            'default_hooks.checkpoint.interval': 1, 'custom_hooks': [],
-            'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
-            'test_dataloader': None, 'test_cfg': None, 'test_evaluator': None}
+    opts = one_iteration_options(config, ckpt)
     pooled = 'cpsc' not in config
-    if pooled:  # model inversion: a few inner steps, no warm-up
-        opts.update({'model.synthesizer.iterations': 1, 'model.warmup_iters': 0})
-    if 'cmi' in config:
-        opts['model.synthesizer.contrastive.bank_size'] = 16
     cfg = load_config(config_path(*config.split('/')), cfg_options=opts,
                       work_dir=str(tmp_path))
     cfg.experiment_name = f'test_{osp.basename(str(tmp_path))}'

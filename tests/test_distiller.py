@@ -115,7 +115,10 @@ def test_clear_errors(teacher_ckpt, tmp_path):
     with pytest.raises(ValueError, match='feature_layers'):
         build('dfad/dfad_lenet5bn_lenet5half_fmnist.py', teacher_ckpt,
               feature_loss=dict(type='AttentionTransferLoss'))
-    with pytest.raises(KeyError, match='not found'):
+    with pytest.raises(ValueError, match=r"model\.feature_layers\.student: modules "
+                                         r"\['backbone\.nope'\] not found in the LeNet model; its "
+                                         r"modules include \['backbone\.conv1', 'backbone\.conv2', "
+                                         r"'backbone\.fc'\]"):
         build('zskt/zskt_lenet5bn_lenet5half_fmnist.py', teacher_ckpt,
               feature_layers=dict(student=['backbone.nope'], teacher=['backbone.conv1']))
     model, _ = build('dfad/dfad_lenet5bn_lenet5half_fmnist.py', teacher_ckpt)

@@ -135,8 +135,10 @@ class DataFreeDistiller(BaseModel):
                                  "dict(student=[...], teacher=[...]) naming the modules to "
                                  "compare, e.g. ['backbone.conv1', 'backbone.conv2'].")
             self._feature_recorders = (
-                ModuleOutputRecorder(self.student, feature_layers['student']),
-                ModuleOutputRecorder(self.teacher, feature_layers['teacher']))
+                ModuleOutputRecorder(self.student, feature_layers['student'],
+                                     'model.feature_layers.student'),
+                ModuleOutputRecorder(self.teacher, feature_layers['teacher'],
+                                     'model.feature_layers.teacher'))
         if student_init_from_teacher not in (None, *STUDENT_INIT_MODES):
             raise ValueError('model.student_init_from_teacher must be None or one of '
                              f'{STUDENT_INIT_MODES}, got {student_init_from_teacher!r}.')

@@ -46,17 +46,30 @@ class BNStatisticsLoss(nn.Module):
         self._layers: list[_BatchNorm] = []
         self._inputs: dict[int, torch.Tensor] = {}
         self._handles: list = []
+        # On the module's device, for the switched-off term (see bind).
+        self.register_buffer('zero', torch.zeros(()), persistent=False)
 
     def bind(self, model: nn.Module) -> 'BNStatisticsLoss':
-        """Attach forward hooks to every BatchNorm layer of ``model``."""
+        """Attach forward hooks to every BatchNorm layer of ``model``.
+
+        A model without BatchNorm (LayerNorm transformers, ConvNeXt) has no running
+        statistics to match: it is refused unless ``loss_weight`` is 0, which turns the term
+        off (:meth:`forward` then gives 0 and nothing is hooked).
+        """
         for handle in self._handles:
             handle.remove()
         self._handles, self._inputs = [], {}
         self._layers = [m for m in model.modules() if isinstance(m, _BatchNorm)]
         if not self._layers:
-            raise ValueError(f'{type(model).__name__} has no BatchNorm layer; the BN-statistics'
-                             ' loss needs a teacher with BatchNorm (e.g. LeNet5 with_bn=True)'
-                             ' or set its weight to 0.')
+            if self.loss_weight == 0:
+                return self
+            backbone = getattr(model, 'backbone', model)
+            raise ValueError(
+                f'model.synthesizer.bn: the teacher ({type(backbone).__name__}) has no '
+                'BatchNorm layer, so it has no running statistics to match. Set '
+                'model.synthesizer.bn.loss_weight=0 to synthesise without that term (the '
+                'images then lean on the other terms alone), or use a method that needs no BN '
+                'statistics: DAFL, DFAD, ZSKT or DIP-KD.')
         for idx, layer in enumerate(self._layers):
             self._handles.append(layer.register_forward_hook(self._make_hook(idx)))
             if self.momentum:
@@ -79,6 +92,8 @@ class BNStatisticsLoss(nn.Module):
         return hook
 
     def forward(self) -> torch.Tensor:
+        if not self._layers and self.loss_weight == 0:
+            return self.zero  # switched off for a teacher without BatchNorm
         if len(self._inputs) != len(self._layers) or not self._layers:
             raise RuntimeError('BNStatisticsLoss: run the bound teacher on the batch first.')
         loss = 0.

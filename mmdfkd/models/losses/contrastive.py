@@ -1,4 +1,6 @@
 """Contrastive objectives over synthetic samples."""
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -6,10 +8,14 @@ from torch import nn
 from mmdfkd.registry import MODELS
 
 
-def instance_channel_means(features: list[torch.Tensor]) -> torch.Tensor:
+def instance_channel_means(features: Sequence) -> torch.Tensor:
     """Per-image channel means of feature maps (``(N, C, ...)``; ``(N, C)`` kept as is),
-    concatenated over the list: CMI's instance embedding, shape ``(N, sum C)``."""
-    return torch.cat([f.flatten(2).mean(2) if f.dim() > 2 else f for f in features], dim=1)
+    concatenated over the list: CMI's instance embedding, shape ``(N, sum C)``. Tuples in
+    the list (an mmpretrain backbone's stage outputs) are unpacked."""
+    maps: list[torch.Tensor] = []
+    for f in features:
+        maps.extend(f if isinstance(f, (tuple, list)) else [f])
+    return torch.cat([f.flatten(2).mean(2) if f.dim() > 2 else f for f in maps], dim=1)
 
 
 def info_nce(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -147,8 +153,9 @@ class SupConLoss(nn.Module):
         """Create the projections for the two models' feature sizes."""
         if self.embed_dim is None:
             if student_dim != teacher_dim:
-                raise ValueError(f'SupConLoss: student features are {student_dim}-d, teacher '
-                                 f'features {teacher_dim}-d; set embed_dim (e.g. 64) to '
+                raise ValueError(f'SupConLoss: the student\'s penultimate features are '
+                                 f'{student_dim}-d, the teacher\'s {teacher_dim}-d; set '
+                                 'model.synthesizer.contrastive.embed_dim (e.g. 64) to '
                                  'project both to a common size.')
             return
         self.student_proj = nn.Linear(student_dim, self.embed_dim)

@@ -123,9 +123,16 @@ class GenerativeInversionSynthesizer(GeneratedImageShape, PooledSynthesizer):
         if self.contrastive is None:
             return
         if self.contrastive_layers is None:
+            if not self.bn_loss.num_features:
+                raise ValueError('model.synthesizer.contrastive embeds images by the inputs of '
+                                 "the teacher's BatchNorm layers, and this teacher has none: "
+                                 'name teacher modules whose outputs embed them in '
+                                 "model.synthesizer.contrastive_layers (e.g. ['backbone'] "
+                                 'or its stages).')
             self.contrastive.build(self.bn_loss.num_features)
             return
-        self._layer_recorder = ModuleOutputRecorder(teacher, self.contrastive_layers)
+        self._layer_recorder = ModuleOutputRecorder(teacher, self.contrastive_layers,
+                                                    'model.synthesizer.contrastive_layers')
         # One probe forward tells the embedding size of the chosen layers.
         probe = torch.zeros(2, *self.image_shape)
         was_training = teacher.training

@@ -18,6 +18,9 @@ def classifier_logits_and_features(model: nn.Module,
                         'head; teachers and students must be ImageClassifier models.')
     feats = model.extract_feat(images)
     pre = model.head.pre_logits(feats)
+    if isinstance(pre, (tuple, list)):
+        # Two-token heads (distilled DeiT: class and distillation tokens) embed by both.
+        pre = torch.cat([p.flatten(1) for p in pre], dim=1)
     fc = getattr(model.head, 'fc', None)
     logits = fc(pre) if isinstance(fc, nn.Module) else model.head(feats)
     return logits, pre

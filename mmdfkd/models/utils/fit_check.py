@@ -33,13 +33,24 @@ def count_classes(model: nn.Module, role: str, image_shape: Sequence[int],
     try:
         with torch.no_grad():
             logits = model.eval()(probe, mode='tensor')
-    except (RuntimeError, ValueError) as err:
+    except (RuntimeError, ValueError, AssertionError) as err:
+        # AssertionError: e.g. window transformers refuse maps smaller than their window.
         raise ValueError(
             f'{shape_key} {tuple(image_shape)} does not fit {role}: its forward on images of '
             f'that shape fails with "{err}". Set {shape_key} to the (C, H, W) the models take, '
             'e.g. (1, 32, 32) for the Fashion-MNIST LeNets, (3, 32, 32) for CIFAR.') from err
     finally:
         model.train(was_training)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        head = getattr(model, 'head', None)
+        got = (f'a {type(logits).__name__} of {len(logits)}' if isinstance(logits, (tuple, list))
+               else f'a tensor of shape {tuple(logits.shape)}'
+               if isinstance(logits, torch.Tensor) else type(logits).__name__)
+        raise ValueError(
+            f"{role} gives {got} from forward(images, mode='tensor') (its head: "
+            f'{type(head).__name__}); data-free distillation needs one (N, num_classes) '
+            'logits tensor. Use a classifier whose head returns one score tensor (e.g. '
+            "LinearClsHead; ConformerHead returns its two branches' scores apart).")
     return logits.size(1)
 
 
