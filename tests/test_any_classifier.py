@@ -85,20 +85,27 @@ def one_iteration(config: str, tmp_path, teacher: dict | None = None,
     return runner
 
 
+def refused_then_trained(config: str, tmp_path, match: str, fix: dict, **models):
+    """The config with ``models`` is refused with ``match``; with ``fix`` it trains."""
+    with pytest.raises(ValueError, match=match):
+        one_iteration(config, tmp_path, **models)
+    return one_iteration(config, tmp_path, **models, **fix)
+
+
+def logged(runner, key: str) -> float:
+    """The last value of a training log entry, e.g. ``'synth.loss_bn'``."""
+    return float(runner.message_hub.get_scalar(f'train/{key}').current())
+
+
 def test_a_teacher_without_batchnorm_is_refused_by_the_bn_term_then_inverted_without_it(
         tmp_path):
-    config = 'deepinversion/deepinversion_resnet34_resnet18_cifar10.py'
-    with pytest.raises(ValueError, match=r'model\.synthesizer\.bn: the teacher '
-                                         r'\(VisionTransformer\) has no BatchNorm layer.*'
-                                         r'model\.synthesizer\.bn\.loss_weight=0.*DAFL'):
-        one_iteration(config, tmp_path, teacher=VIT_TEACHER)
-    runner = one_iteration(config, tmp_path, teacher=VIT_TEACHER,
-                           **{'model.synthesizer.bn.loss_weight': 0.0})
-    assert runner.iter == 1
-    synthesizer = runner.model.synthesizer
-    assert len(synthesizer.pool) == 4  # the CE and TV terms alone made the batch
-    assert float(runner.message_hub.get_scalar('train/synth.loss_bn').current()) == 0.0
-    assert float(runner.message_hub.get_scalar('train/synth.loss_ce').current()) > 0.0
+    runner = refused_then_trained(
+        'deepinversion/deepinversion_resnet34_resnet18_cifar10.py', tmp_path,
+        r'model\.synthesizer\.bn: the teacher \(VisionTransformer\) has no BatchNorm layer.*'
+        r'model\.synthesizer\.bn\.loss_weight=0.*DAFL',
+        {'model.synthesizer.bn.loss_weight': 0.0}, teacher=VIT_TEACHER)
+    assert len(runner.model.synthesizer.pool) == 4  # the CE and TV terms alone made it
+    assert logged(runner, 'synth.loss_bn') == 0.0 < logged(runner, 'synth.loss_ce')
 
 
 def test_cmi_with_a_teacher_without_batchnorm_needs_its_contrastive_layers(tmp_path):
@@ -118,7 +125,7 @@ def test_cmi_with_a_teacher_without_batchnorm_needs_its_contrastive_layers(tmp_p
     runner = one_iteration(config, tmp_path, teacher=VIT_TEACHER,
                            **off, **{'model.synthesizer.contrastive_layers': ['backbone']})
     assert len(runner.model.synthesizer.pool) == 4
-    assert float(runner.message_hub.get_scalar('train/synth.loss_contrast').current()) > 0.0
+    assert logged(runner, 'synth.loss_contrast') > 0.0
 
 
 def test_a_two_token_student_gives_features_and_trains_in_cpsc_dfkd(tmp_path):
@@ -127,16 +134,13 @@ def test_a_two_token_student_gives_features_and_trains_in_cpsc_dfkd(tmp_path):
     logits, features = classifier_logits_and_features(student, images)
     assert features.shape == (3, 64)  # class and distillation tokens side by side
     assert torch.allclose(logits, student(images, mode='tensor'))
-    config = 'cpsc_dfkd/cpsc_dfkd_resnet34_resnet18_cifar10.py'
     # The recipe contrasts the features as they are (ResNet-34 and -18 are both 512-d).
-    with pytest.raises(ValueError, match=r"student's penultimate features are 64-d, the "
-                                         r"teacher's 512-d; set "
-                                         r'model\.synthesizer\.contrastive\.embed_dim'):
-        one_iteration(config, tmp_path, student=DEIT_STUDENT)
-    runner = one_iteration(config, tmp_path, student=DEIT_STUDENT,
-                           **{'model.synthesizer.contrastive.embed_dim': 16})
-    assert runner.iter == 1
-    assert float(runner.message_hub.get_scalar('train/synth.loss_supcon').current()) > 0
+    runner = refused_then_trained(
+        'cpsc_dfkd/cpsc_dfkd_resnet34_resnet18_cifar10.py', tmp_path,
+        r"student's penultimate features are 64-d, the teacher's 512-d; set "
+        r'model\.synthesizer\.contrastive\.embed_dim',
+        {'model.synthesizer.contrastive.embed_dim': 16}, student=DEIT_STUDENT)
+    assert runner.iter == 1 and logged(runner, 'synth.loss_supcon') > 0
 
 
 class _TwoScoreClassifier(nn.Module):
