@@ -168,3 +168,39 @@ def test_classifiers_that_do_not_fit_are_refused_with_the_key():
                                          r'not fit model\.teacher.*smaller than the window'):
         count_classes(_WindowedClassifier(), 'model.teacher', (3, 32, 32))
     assert count_classes(_WindowedClassifier(), 'model.teacher', (3, 224, 224)) == 10
+
+
+# mmpretrain's ImageNet ResNet-18 at 32 px: its backbone returns a tuple of stage outputs
+# (only the last stage, 512 x 1 x 1, by default).
+ZOO_RESNET18 = dict(cfg_path='mmpretrain::resnet/resnet18_8xb32_in1k.py',
+                    head=dict(num_classes=10))
+
+
+def test_zskt_attention_pairs_of_other_backbones_are_checked_at_build(tmp_path):
+    config = 'zskt/zskt_resnet34_resnet18_cifar10.py'
+    # A transformer's stages are tokens, not maps: refused when built, listing the per-image
+    # output shape of every stage of both models to pair from.
+    with pytest.raises(ValueError, match=r"model\.feature_layers: attention transfer compares "
+                                         r"\(N, C, H, W\) maps, but student module 0 gives "
+                                         r"shape \(2, 32\).*student \{.*'backbone\.layers\.0': "
+                                         r"\(18, 32\).*teacher \{.*'backbone\.layer3': "
+                                         r"\(256, 8, 8\), 'backbone\.layer4': \(512, 4, 4\)"):
+        one_iteration(config, tmp_path, student=DEIT_STUDENT.copy(), **{
+            'model.feature_layers.student': ['backbone'],
+            'model.feature_layers.teacher': ['backbone.layer4']})
+    # Without the attention term it is ZSKT's adversarial KL alone.
+    runner = one_iteration(config, tmp_path, student=DEIT_STUDENT.copy(),
+                           **{'model.feature_loss': None})
+    assert runner.model.feature_loss is None and logged(runner, 'student.loss_kd') > 0.0
+    # The ImageNet ResNet's last stage is 1x1 at 32 px, the CIFAR ResNet's 4x4.
+    with pytest.raises(ValueError, match=r'attention maps of pair 0 differ in size: student '
+                                         r'\(2, 512, 1, 1\) vs teacher \(2, 512, 4, 4\)'):
+        one_iteration(config, tmp_path, student=ZOO_RESNET18, **{
+            'model.feature_layers.student': ['backbone'],
+            'model.feature_layers.teacher': ['backbone.layer4']})
+    # Paired with stages of the same resolution, the zoo student trains with attention
+    # transfer (its stem strides 4, the CIFAR ResNet's 1).
+    runner = one_iteration(config, tmp_path, student=ZOO_RESNET18, **{
+        'model.feature_layers.student': ['backbone.layer1', 'backbone.layer2'],
+        'model.feature_layers.teacher': ['backbone.layer3', 'backbone.layer4']})
+    assert logged(runner, 'student.loss_feat') > 0.0

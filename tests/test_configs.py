@@ -9,7 +9,8 @@ import torch
 from mmdfkd.apis import build_runner, load_config
 
 from .conftest import config_path, needs_fmnist, small_eval_options
-from .runner_utils import last_checkpoint, one_iteration_options, run_datafree
+from .runner_utils import (last_checkpoint, one_iteration_options, run_datafree,
+                           uses_inversion_pool)
 
 METHOD_CONFIGS = sorted(
     osp.relpath(p, config_path())
@@ -20,8 +21,8 @@ METHOD_CONFIGS = sorted(
 WHITE_BOX_METHODS = ('dafl', 'dfad', 'zskt', 'deepinversion', 'cmi', 'fast_dfkd', 'cpsc_dfkd')
 CIFAR_SETTINGS = ('resnet34_resnet18_cifar10', 'resnet34_resnet18_cifar100',
                   'wrn40_2_wrn16_2_cifar10', 'wrn40_2_wrn16_2_cifar100')
-CIFAR_CONFIGS = [f'{m}/{m}_{s}.py' for m in ('deepinversion', 'cmi', 'fast_dfkd', 'cpsc_dfkd')
-                 for s in CIFAR_SETTINGS]
+CIFAR_CONFIGS = [f'{m}/{m}_{s}.py' for m in WHITE_BOX_METHODS for s in CIFAR_SETTINGS]
+CIFAR_CONFIGS.append('dipkd/dipkd_resnet18_resnet18_cifar10.py')
 # Teacher and student named by mmpretrain model-zoo configs (`cfg_path`).
 CIFAR_CONFIGS.append('deepinversion/deepinversion_resnet34_mobilenetv3small_cifar10.py')
 
@@ -41,11 +42,10 @@ def test_cifar_method_config_trains_an_iteration(config, tmp_path):
     from mmengine.config import Config
     from mmdfkd.registry import MODELS
     cfg = Config.fromfile(config_path(*config.split('/')))
-    teacher = MODELS.build(cfg.model.teacher)
+    teacher = MODELS.build(cfg.model.teacher.get('model', cfg.model.teacher))
     ckpt = str(tmp_path / 'teacher.pth')
     torch.save({'state_dict': teacher.state_dict()}, ckpt)
     opts = one_iteration_options(config, ckpt)
-    pooled = 'cpsc' not in config
     cfg = load_config(config_path(*config.split('/')), cfg_options=opts,
                       work_dir=str(tmp_path))
     cfg.experiment_name = f'test_{osp.basename(str(tmp_path))}'
@@ -53,9 +53,12 @@ def test_cifar_method_config_trains_an_iteration(config, tmp_path):
     runner.train()
     n = 100 if config.endswith('cifar100.py') else 10
     assert runner.model.student(torch.randn(2, 3, 32, 32), mode='tensor').shape == (2, n)
-    if pooled:
+    if uses_inversion_pool(config):
         assert len(runner.model.synthesizer.pool) == 4
-    assert osp.isfile(tmp_path / 'iter_1.pth')
+    if 'dipkd' in config:  # every prior labelled once, within the budget
+        assert len(runner.model.synthesizer.pool) == 8
+        assert runner.model.teacher.queries == 8
+    assert osp.isfile(tmp_path / f'iter_{runner.iter}.pth')
 
 
 @needs_fmnist
@@ -92,6 +95,7 @@ def test_supervised_configs_train(config, tmp_path):
 
 
 @pytest.mark.parametrize('config', ['teachers/resnet34_cifar10.py', 'teachers/wrn40_2_cifar100.py',
+                                    'teachers/resnet18_cifar10.py',
                                     'teachers/resnet34_cifar100.py', 'teachers/wrn40_2_cifar10.py'])
 def test_cifar_teacher_configs_build(config):
     from mmengine.config import Config

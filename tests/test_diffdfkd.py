@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from mmdfkd.apis import build_runner
 from mmdfkd.apis.ddpm import build_unet
 from mmdfkd.models.losses import CAMConsistencyLoss, cam_forward
+from mmdfkd.models.utils import deepest_output
 from mmdfkd.models.synthesizers import DiffusionSynthesizer
 from mmdfkd.models.synthesizers.diffusion_synthesizer import check_pipeline_dir
 from mmdfkd.registry import MODELS
@@ -309,7 +310,7 @@ def test_cifar_config_trains_an_iteration_with_cam_loss(tiny_sd_pipeline, tmp_pa
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         logits = model.student(images, mode='tensor')
-        s_map = model.last_feature_map(model._cam_recorders[0].outputs()[0])
+        s_map = deepest_output(model._cam_recorders[0].outputs()[0])
         ref_logits, ref_map = cam_forward(model.student, images)
     assert torch.allclose(s_map, ref_map) and torch.allclose(logits, ref_logits, atol=1e-5)
     assert len(runner.model.synthesizer.pool) == 2

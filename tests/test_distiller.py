@@ -118,7 +118,7 @@ def test_clear_errors(teacher_ckpt, tmp_path):
     with pytest.raises(ValueError, match=r"model\.feature_layers\.student: modules "
                                          r"\['backbone\.nope'\] not found in the LeNet model; its "
                                          r"modules include \['backbone\.conv1', 'backbone\.conv2', "
-                                         r"'backbone\.fc'\]"):
+                                         r"'backbone\.fc', 'backbone\.conv1\.0'"):
         build('zskt/zskt_lenet5bn_lenet5half_fmnist.py', teacher_ckpt,
               feature_layers=dict(student=['backbone.nope'], teacher=['backbone.conv1']))
     model, _ = build('dfad/dfad_lenet5bn_lenet5half_fmnist.py', teacher_ckpt)

@@ -104,6 +104,13 @@ def test_attention_transfer_known_value():
     assert AttentionTransferLoss(250.0)([fs], [fs * 3]).item() == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match='size'):
         AttentionTransferLoss()([fs], [torch.ones(1, 2, 2, 2)])
+    # A backbone's tuple of stages counts as its deepest stage.
+    assert AttentionTransferLoss()([(torch.ones(1, 2, 4, 4), fs)], [ft]).item() == \
+        pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r'teacher module 0 gives shape \(1, 5, 8\).*tokens'):
+        AttentionTransferLoss()([fs], [torch.ones(1, 5, 8)])
+    with pytest.raises(ValueError, match='at least one stage'):
+        AttentionTransferLoss()([], [])
 
 
 def test_bn_statistics_loss_zero_on_running_stats_positive_otherwise():

@@ -8,8 +8,9 @@ from torch import nn
 
 from mmdfkd.models.utils import (STUDENT_INIT_MODES, BatchAugment, ModuleOutputRecorder,
                                  PartialMixup, check_batch_sizes, check_models_fit,
-                                 classifier_logits_and_features,
-                                 frozen_parameters, init_student_from_teacher)
+                                 classifier_logits_and_features, deepest_output,
+                                 evaluation_mode, frozen_parameters,
+                                 init_student_from_teacher, output_shapes, stage_names)
 from mmdfkd.models.losses.cam import cam_forward
 from mmdfkd.models.teachers import BaseTeacher, load_classifier_weights, require_access
 from mmdfkd.registry import MODELS
@@ -139,6 +140,8 @@ class DataFreeDistiller(BaseModel):
                                      'model.feature_layers.student'),
                 ModuleOutputRecorder(self.teacher, feature_layers['teacher'],
                                      'model.feature_layers.teacher'))
+            if image_shape is not None:
+                self._check_feature_pairs(image_shape)
         if student_init_from_teacher not in (None, *STUDENT_INIT_MODES):
             raise ValueError('model.student_init_from_teacher must be None or one of '
                              f'{STUDENT_INIT_MODES}, got {student_init_from_teacher!r}.')
@@ -167,6 +170,28 @@ class DataFreeDistiller(BaseModel):
         self._synth_time, self._synth_images = 0.0, 0
         # Every image shown to the teacher; a buffer so checkpoints (and resume) keep it.
         self.register_buffer('teacher_queries', torch.zeros((), dtype=torch.long))
+
+    def _check_feature_pairs(self, image_shape: tuple[int, int, int]) -> None:
+        """Run both models once on a zero batch and the feature loss on what the recorders
+        caught, so a pair of stages it cannot compare (a transformer's tokens, maps of two
+        resolutions) fails at build time naming ``model.feature_layers``, with the output
+        shape of every stage of both models to pick pairs from."""
+        probe = torch.zeros(2, *image_shape)
+        with torch.no_grad():
+            for model in (self.student, self.teacher):
+                with evaluation_mode(model):
+                    model(probe, mode='tensor')
+            s_feats, t_feats = (r.outputs() for r in self._feature_recorders)
+            try:
+                self.feature_loss(s_feats, t_feats)
+            except ValueError as err:
+                stages = {side: output_shapes(model, stage_names(model)[:32], image_shape)
+                          for side, model in (('student', self.student),
+                                              ('teacher', self.teacher))}
+                raise ValueError(
+                    f'model.feature_layers: {err} Per-image output shapes of the stages for '
+                    f'images of {tuple(image_shape)}: student {stages["student"]}; teacher '
+                    f'{stages["teacher"]}.') from err
 
     # ------------------------------------------------------------------ teacher
     def init_weights(self) -> None:
@@ -272,7 +297,7 @@ class DataFreeDistiller(BaseModel):
         if self.pseudo_label_loss is not None:
             losses['loss_pseudo_ce'] = self.pseudo_label_loss(s_logits, labels)
         if self.cam_loss is not None:
-            s_map, t_map = (self.last_feature_map(r.outputs()[0]) for r in self._cam_recorders)
+            s_map, t_map = (deepest_output(r.outputs()[0]) for r in self._cam_recorders)
             losses['loss_cam'] = self.cam_loss(s_map, t_map, unwrap(self.student).head.fc,
                                                self.teacher.head.fc, t_logits.argmax(1))
         if self.feature_loss is not None:
@@ -281,13 +306,6 @@ class DataFreeDistiller(BaseModel):
         loss, log_vars = self.parse_losses(losses)
         optim_wrapper.update_params(loss)
         return {k: v for k, v in log_vars.items() if k != 'loss'}
-
-    @staticmethod
-    def last_feature_map(backbone_output) -> torch.Tensor:
-        """The final map of an mmpretrain backbone's output (a tuple of stages)."""
-        if isinstance(backbone_output, (tuple, list)):
-            return backbone_output[-1]
-        return backbone_output
 
     # ------------------------------------------------------------------ evaluation
     def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmdfkd.models.utils.recorder import deepest_output
 from mmdfkd.registry import MODELS
 
 
@@ -15,7 +16,8 @@ def spatial_attention(feature: torch.Tensor) -> torch.Tensor:
 class AttentionTransferLoss(nn.Module):
     """Sum over stage pairs of the mean squared difference of spatial attention maps.
 
-    Student and teacher stages may differ in channels but must match in spatial size.
+    Each pair is two ``(N, C, H, W)`` maps that may differ in channels but not in ``H, W``.
+    A module that returns a tuple (an mmpretrain backbone's stages) counts as its last entry.
 
     Args:
         loss_weight (float): Multiplier (ZSKT uses 250).
@@ -27,13 +29,23 @@ class AttentionTransferLoss(nn.Module):
 
     def forward(self, student_feats: list[torch.Tensor],
                 teacher_feats: list[torch.Tensor]) -> torch.Tensor:
-        if len(student_feats) != len(teacher_feats):
+        if not student_feats or len(student_feats) != len(teacher_feats):
             raise ValueError(f'AttentionTransferLoss got {len(student_feats)} student and '
-                             f'{len(teacher_feats)} teacher feature maps; pair them 1:1.')
-        loss = student_feats[0].new_zeros(())
-        for fs, ft in zip(student_feats, teacher_feats):
+                             f'{len(teacher_feats)} teacher feature maps; pair at least '
+                             'one stage of each, 1:1.')
+        loss = None
+        for i, pair in enumerate(zip(student_feats, teacher_feats)):
+            fs, ft = (deepest_output(f) for f in pair)
+            for side, feat in (('student', fs), ('teacher', ft)):
+                if feat.dim() != 4:
+                    raise ValueError(
+                        f'attention transfer compares (N, C, H, W) maps, but {side} module '
+                        f'{i} gives shape {tuple(feat.shape)} (e.g. a transformer\'s tokens); '
+                        'name a convolutional stage, or drop model.feature_loss.')
             if fs.shape[-2:] != ft.shape[-2:]:
-                raise ValueError(f'attention maps differ in size: student {tuple(fs.shape)}'
-                                 f' vs teacher {tuple(ft.shape)}')
-            loss = loss + (spatial_attention(fs) - spatial_attention(ft)).pow(2).mean()
+                raise ValueError(f'attention maps of pair {i} differ in size: student '
+                                 f'{tuple(fs.shape)} vs teacher {tuple(ft.shape)}; pair '
+                                 'stages of the same resolution.')
+            term = (spatial_attention(fs) - spatial_attention(ft)).pow(2).mean()
+            loss = term if loss is None else loss + term
         return self.loss_weight * loss

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmdfkd.models.utils.recorder import deepest_output
 from mmdfkd.registry import MODELS
 
 
@@ -23,8 +24,7 @@ def cam_forward(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, t
                         f'map -> GlobalAveragePooling -> linear head (head.fc); '
                         f'{type(getattr(model, "backbone", model)).__name__} is not (remove '
                         'model.cam_loss for this pair).')
-    fmap = backbone(images)
-    fmap = fmap[-1] if isinstance(fmap, (tuple, list)) else fmap
+    fmap = deepest_output(backbone(images))
     if fmap.dim() != 4:
         raise TypeError(f'CAMConsistencyLoss needs a conv feature map (N, C, H, W) from the '
                         f'backbone; {type(backbone).__name__} gives shape {tuple(fmap.shape)}, '
