@@ -1,14 +1,10 @@
 # The CIFAR-10 recipe on CIFAR-100 (ResNet-34 -> ResNet-18), the paper's main setting.
-_base_ = ['./cpsc_dfkd_resnet34_resnet18_cifar10.py']
+_base_ = ['./cpsc_dfkd_resnet34_resnet18_cifar10.py', '../_base_/datafree_cifar_variants.py']
 
 teacher_ckpt = 'work_dirs/teachers/resnet34_cifar100/epoch_200.pth'
-num_classes = 100
 model = dict(
-    teacher=dict(head=dict(num_classes=num_classes)),
-    student=dict(head=dict(num_classes=num_classes)),
-    synthesizer=dict(generator=dict(num_classes=num_classes)),
-    teacher_ckpt=teacher_ckpt,
-    data_preprocessor=dict(num_classes=num_classes, mean=[129.304, 124.07, 112.434],
-                           std=[68.17, 65.392, 70.418]))
-val_dataloader = dict(dataset=dict(type='LocalCIFAR100', data_root='data/cifar100'))
+    teacher={{_base_.cifar100_head}}, student={{_base_.cifar100_head}},
+    synthesizer=dict(generator=dict(num_classes=100)),
+    data_preprocessor={{_base_.cifar100_preprocessor}}, teacher_ckpt=teacher_ckpt)
+val_dataloader = {{_base_.cifar100_val_dataloader}}
 test_dataloader = val_dataloader

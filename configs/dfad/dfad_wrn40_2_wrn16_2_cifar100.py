@@ -2,9 +2,5 @@
 _base_ = ['./dfad_resnet34_resnet18_cifar100.py']
 
 teacher_ckpt = 'work_dirs/teachers/wrn40_2_cifar100/epoch_200.pth'
-model = dict(
-    teacher=dict(backbone=dict(_delete_=True, type='WideResNet', depth=40, widen_factor=2),
-                 head=dict(in_channels=128)),
-    student=dict(backbone=dict(_delete_=True, type='WideResNet', depth=16, widen_factor=2),
-                 head=dict(in_channels=128)),
-    teacher_ckpt=teacher_ckpt)
+model = dict(teacher={{_base_.wrn40_2}}, student={{_base_.wrn16_2}},
+                      teacher_ckpt=teacher_ckpt)
