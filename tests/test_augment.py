@@ -83,3 +83,51 @@ def test_student_mixup_reaches_the_teacher_and_refuses_pseudo_labels(teacher_ckp
                           teacher_ckpt=teacher_ckpt, distill_loss=dict(type='KLDivergenceLoss'),
                           pseudo_label_loss=dict(type='CrossEntropyLoss'),
                           student_mixup=dict(ratio=0.5))
+
+
+def test_a_pipeline_sized_for_another_resolution_is_refused_with_its_keys():
+    """The CIFAR recipes crop to 32 px. With image_shape raised for a 224 px model, the crops
+    used to run silently: the teacher labelled, and the student learnt, 32 px windows."""
+    flip_crop = BatchAugment([dict(type='RandomHorizontalFlip'),
+                              dict(type='RandomCrop', size=32, padding=4)], groups=16)
+    flip_crop.check_keeps_shape((3, 32, 32), 'model.student_augment')  # the recipe's own size
+    with pytest.raises(ValueError, match=r'model.student_augment turns the images of '
+                                         r'\(3, 64, 64\) \(model.synthesizer.image_shape\) '
+                                         r'into \(3, 32, 32\).*Set '
+                                         r'model.student_augment.1.size to 64, or '
+                                         r'model.synthesizer.image_shape'):
+        flip_crop.check_keeps_shape((3, 64, 64), 'model.student_augment')
+    with pytest.raises(ValueError, match=r'model.augment fails on images of \(3, 16, 16\) '
+                                         r'\(K\): ".*crop size.*Set model.augment.1.size to 16'):
+        flip_crop.check_keeps_shape((3, 16, 16), 'model.augment', 'K')
+    BatchAugment([dict(type='RandomHorizontalFlip')]).check_keeps_shape((1, 28, 20), 'k')
+
+
+def test_recipes_raised_to_another_image_size_need_their_crops_resized(tmp_path):
+    from mmengine.config import Config
+
+    from mmdfkd.apis import build_runner, load_config
+    from mmdfkd.registry import MODELS
+
+    from .conftest import config_path
+    from .runner_utils import one_iteration_options
+    config = config_path('deepinversion', 'deepinversion_resnet34_resnet18_cifar10.py')
+    ckpt = str(tmp_path / 'teacher.pth')
+    torch.save({'state_dict': MODELS.build(Config.fromfile(config).model.teacher).state_dict()},
+               ckpt)
+    opts = one_iteration_options(config, ckpt)
+    opts['model.synthesizer.image_shape'] = (3, 48, 48)
+    with pytest.raises(ValueError, match=r'model.synthesizer.augment turns the images of '
+                                         r'\(3, 48, 48\).*model.synthesizer.augment.0.size'):
+        build_runner(load_config(config, cfg_options=opts, work_dir=str(tmp_path / 'a')))
+    opts['model.synthesizer.augment.0.size'] = 48
+    with pytest.raises(ValueError, match=r'model.student_augment turns .*'
+                                         r'model.student_augment.1.size to 48'):
+        build_runner(load_config(config, cfg_options=opts, work_dir=str(tmp_path / 'b')))
+    opts['model.student_augment.1.size'] = 48
+    cfg = load_config(config, cfg_options=opts, work_dir=str(tmp_path / 'c'))
+    cfg.experiment_name = 'test_raised_image_size'
+    runner = build_runner(cfg)
+    runner.train()
+    images = runner.model.synthesizer.pool.sample(2)[0]
+    assert runner.iter == 1 and images.shape[1:] == (3, 48, 48)

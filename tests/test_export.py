@@ -192,3 +192,71 @@ def test_test_tool_writes_metrics_into_a_new_folder(teacher_ckpt, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads(out.read_text())
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+
+
+def test_a_run_without_a_test_split_exports_its_student_and_images(teacher_ckpt, tmp_path,
+                                                                   monkeypatch):
+    """A run where no data is at hand (the CIFAR configs on a machine without CIFAR, run with
+    the splits set to None) dumps a config without test split. Exporting its student used to
+    crash on `None.to_dict()`, exporting its images on `None.dataset`; tools/test.py with it
+    failed inside mmengine without naming a key."""
+    import glob
+    import runpy
+
+    from mmdfkd.apis import build_runner
+    from mmdfkd.apis.synthesize import (build_from_checkpoint, evaluation_class_names,
+                                        export_image_folder)
+
+    from .conftest import ROOT
+    from .runner_utils import datafree_cfg
+    run_dir = tmp_path / 'run'
+    cfg = datafree_cfg(CONFIG, str(run_dir), teacher_ckpt, max_iters=1)
+    for key in ('val', 'test'):
+        for part in ('dataloader', 'cfg', 'evaluator'):
+            cfg[f'{key}_{part}'] = None
+    build_runner(cfg).train()
+    dumped, = glob.glob(str(run_dir / '*.py'))
+    run_ckpt = last_checkpoint(str(run_dir))
+
+    ckpt, cfg_path = export_student(dumped, run_ckpt, str(tmp_path / 'export'))
+    exported = Config.fromfile(cfg_path)
+    assert 'test_dataloader' not in exported and 'test_evaluator' not in exported
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+    init_default_scope('mmpretrain')
+    load_checkpoint(MMPRETRAIN_MODELS.build(exported.model), ckpt, strict=True)
+    init_default_scope('mmdfkd')
+    monkeypatch.setattr('sys.argv', ['tools/test.py', cfg_path, ckpt])
+    with pytest.raises(SystemExit, match='has no test_dataloader / test_evaluator: there is no '
+                                         'real test split'):
+        runpy.run_path(f'{ROOT}/tools/test.py', run_name='__main__')
+
+    model = build_from_checkpoint(dumped, run_ckpt)
+    assert model.num_classes == 10
+    names, note = evaluation_class_names(Config.fromfile(dumped), model.num_classes)
+    assert names == [str(i) for i in range(10)] and 'no test_dataloader' in note
+    counts = export_image_folder(model, str(tmp_path / 'images'), names, num_images=6)
+    assert sum(counts.values()) == 6 and '0_0' in counts
+    with pytest.raises(ValueError, match='3 class names for a teacher of 10 classes'):
+        export_image_folder(model, str(tmp_path / 'images'), ['a', 'b', 'c'], num_images=6)
+
+
+def test_class_names_come_from_the_evaluation_split_or_fall_back_to_indices(tmp_path):
+    from mmdfkd.apis.synthesize import evaluation_class_names
+    cifar = Config.fromfile(config_path('deepinversion',
+                                        'deepinversion_resnet34_resnet18_cifar10.py'))
+    names, note = evaluation_class_names(cifar, 10)
+    assert note is None and names[0] == 'airplane' and names[-1] == 'truck'
+    # a 100-class teacher with the CIFAR-10 split: the names would be wrong, so indices
+    names, note = evaluation_class_names(cifar, 100)
+    assert names == [str(i) for i in range(100)]
+    assert 'has 10 classes but the teacher 100' in note
+    # wrapped datasets are unwrapped, and explicit metainfo (a file, as mmpretrain reads it)
+    # comes before the dataset class's own names
+    (tmp_path / 'classes.txt').write_text('cat\ndog\n')
+    wrapped = Config(dict(test_dataloader=None, val_dataloader=dict(dataset=dict(
+        type='RepeatDataset', times=2, dataset=dict(
+            type='CustomDataset', metainfo=dict(classes=str(tmp_path / 'classes.txt')))))))
+    assert evaluation_class_names(wrapped, 2) == (['cat', 'dog'], None)
+    fmnist = Config.fromfile(config_path(*CONFIG.split('/')))
+    assert evaluation_class_names(fmnist, 10)[0][9] == 'Ankle boot'

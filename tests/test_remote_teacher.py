@@ -25,9 +25,9 @@ def _free_port() -> int:
 class Server:
     """``tools/serve_teacher.py`` as a child process."""
 
-    def __init__(self, checkpoint: str, port: int) -> None:
+    def __init__(self, checkpoint: str, port: int, config: str | None = None) -> None:
         self.cmd = [sys.executable, f'{ROOT}/tools/serve_teacher.py',
-                    config_path('teachers', 'lenet5bn_fmnist.py'), checkpoint,
+                    config or config_path('teachers', 'lenet5bn_fmnist.py'), checkpoint,
                     '--port', str(port)]
         self.url = f'http://127.0.0.1:{port}'
         self.proc = None
@@ -193,3 +193,27 @@ def test_serve_teacher_refuses_a_data_free_config_and_a_bad_port(teacher_ckpt):
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and 'serving' not in done.stdout
     assert f'cannot serve on 127.0.0.1:{port}' in done.stderr
+
+
+def test_a_teacher_config_naming_a_zoo_config_is_served(tmp_path):
+    """A teacher config that names the config it was trained with
+    (`model = dict(cfg_path='mmpretrain::...')`, as the data-free configs may) used to be
+    refused with 'model.head.num_classes is not set': the count is in the named config."""
+    from mmdfkd.utils import resolve_model_reference
+    config = tmp_path / 'my_teacher.py'
+    config.write_text("model = dict(cfg_path='mmpretrain::resnet/resnet18_8xb16_cifar10.py')\n")
+    torch.manual_seed(0)
+    model = MODELS.build(resolve_model_reference(
+        dict(cfg_path='mmpretrain::resnet/resnet18_8xb16_cifar10.py'))).eval()
+    ckpt = str(tmp_path / 'teacher.pth')
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    server = Server(ckpt, _free_port(), config=str(config)).start()
+    try:
+        assert server.health()['num_classes'] == 10
+        images = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        teacher = HardLabelTeacher(num_classes=10, url=server.url)
+        with torch.no_grad():
+            expected = model(images, mode='tensor').argmax(1)
+        assert torch.equal(teacher(images), expected)
+    finally:
+        server.stop()

@@ -9,7 +9,7 @@ from mmdfkd.models.teachers import (HardLabelTeacher, QueryBudgetExceeded, SoftL
 from mmdfkd.models.teachers.sources import teacher_hint
 from mmdfkd.registry import MODELS
 
-from .conftest import LENET5BN, LENET5HALF
+from .conftest import LENET5BN, LENET5HALF, config_path
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
@@ -167,16 +167,32 @@ def test_a_checkpoint_of_another_architecture_is_named_not_dumped(tmp_path):
 
 def test_a_missing_teacher_names_the_recipe_that_trains_it():
     """The hint follows the configs' work_dirs/teachers/<recipe>/ convention (a CIFAR config
-    is not told to train the Fashion-MNIST teacher) and falls back to LeNet-5-BN."""
+    is not told to train the Fashion-MNIST teacher), then the teacher's architecture."""
     with pytest.raises(FileNotFoundError, match=r'python tools/train.py '
                                                 r'configs/teachers/wrn40_2_cifar100.py '
                                                 r'--work-dir work_dirs/teachers/wrn40_2_cifar100'):
         load_classifier_weights(MODELS.build(LENET5BN),
                                 'work_dirs/teachers/wrn40_2_cifar100/epoch_200.pth')
+    # Elsewhere, the recipe that builds the teacher's architecture (a CIFAR config given
+    # `teacher_ckpt=/tmp/...` used to be told to train the Fashion-MNIST LeNet-5-BN) ...
+    from mmengine.config import Config
+    resnet34 = MODELS.build(
+        Config.fromfile(config_path('teachers', 'resnet34_cifar10.py')).model)
     for unknown in ('/tmp/my_teacher/epoch_3.pth', 'model.pth', None):
-        assert 'configs/teachers/lenet5bn_fmnist.py' in teacher_hint(unknown)
+        assert 'configs/teachers/resnet34_cifar10.py' in teacher_hint(unknown, resnet34)
+        assert 'configs/teachers/lenet5bn_fmnist.py' in teacher_hint(unknown,
+                                                                    MODELS.build(LENET5BN))
     with pytest.raises(ValueError, match='is not set: .*lenet5bn_fmnist.py'):
         load_classifier_weights(MODELS.build(LENET5BN), None)
+    with pytest.raises(FileNotFoundError, match='configs/teachers/resnet34_cifar10.py'):
+        load_classifier_weights(resnet34, '/tmp/nowhere/epoch_200.pth')
+    # ... and for an architecture no recipe builds (a model-zoo teacher), how to train one.
+    from mmdfkd.utils import resolve_model_reference
+    zoo = MODELS.build(resolve_model_reference(
+        dict(cfg_path='mmpretrain::mobilenet_v3/mobilenet-v3-small_8xb16_cifar10.py')))
+    hint = teacher_hint('/tmp/nowhere/epoch_3.pth', zoo)
+    assert 'python tools/train.py TEACHER_CONFIG' in hint and 'resnet34_cifar10' in hint
+    assert 'configs/teachers/' in hint and 'train one with' not in hint
 
 
 def test_a_teacher_work_dir_given_as_teacher_ckpt_names_its_checkpoint(tmp_path,

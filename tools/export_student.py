@@ -13,6 +13,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from mmengine.config import Config  # noqa: E402
+
 from mmdfkd.apis.export import export_student  # noqa: E402
 
 
@@ -23,8 +25,13 @@ def main() -> None:
     parser.add_argument('out_dir', help='folder to write student.pth and student_config.py')
     args = parser.parse_args()
     ckpt, cfg = export_student(args.config, args.checkpoint, args.out_dir)
-    print(f'student checkpoint: {ckpt}\nstudent config: {cfg}\n'
-          f'test it on the real test split: python tools/test.py {cfg} {ckpt}')
+    if Config.fromfile(cfg).get('test_dataloader') is None:
+        # A run without a test split (no data where it ran) exports the model alone.
+        follow_up = (f'{args.config} has no test_dataloader/test_evaluator, so the exported '
+                     'config has none either: add them to test it with tools/test.py')
+    else:
+        follow_up = f'test it on the real test split: python tools/test.py {cfg} {ckpt}'
+    print(f'student checkpoint: {ckpt}\nstudent config: {cfg}\n{follow_up}')
 
 
 if __name__ == '__main__':

@@ -19,7 +19,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 import mmdfkd  # noqa: E402,F401
 from mmdfkd.apis.serve import build_teacher_app  # noqa: E402
 from mmdfkd.models.teachers import ClassifierSource  # noqa: E402
-from mmdfkd.utils import load_referenced_config  # noqa: E402
+from mmdfkd.utils import load_referenced_config, resolve_model_reference  # noqa: E402
 
 
 def port_number(text: str) -> int:
@@ -65,9 +65,14 @@ def main() -> None:
                          f"{model_cfg.get('type')}): serve the classifier config the teacher "
                          'was trained with, e.g. configs/teachers/lenet5_fmnist.py, and its '
                          'epoch_N.pth')
-    num_classes = model_cfg.get('head', {}).get('num_classes')
+    # A reference (cfg_path=...) declares its classes in the config it names; VGG declares
+    # them on its backbone.
+    resolved = resolve_model_reference(model_cfg, 'model')
+    num_classes = ((resolved.get('head') or {}).get('num_classes')
+                   or (resolved.get('backbone') or {}).get('num_classes'))
     if num_classes is None:
-        raise SystemExit(f'{args.config}: model.head.num_classes is not set')
+        raise SystemExit(f'{args.config}: neither model.head.num_classes nor '
+                         'model.backbone.num_classes is set')
     source = ClassifierSource(model_cfg, args.checkpoint, output=args.output,
                               device=args.device)
     app = build_teacher_app(source, args.output, num_classes)

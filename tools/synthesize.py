@@ -17,7 +17,8 @@ from mmengine.config import Config  # noqa: E402
 
 import mmdfkd  # noqa: E402,F401
 from mmdfkd.apis.cli_types import ConfigOptionsAction, positive_int  # noqa: E402
-from mmdfkd.apis.synthesize import build_from_checkpoint, export_image_folder  # noqa: E402
+from mmdfkd.apis.synthesize import (build_from_checkpoint, evaluation_class_names,  # noqa: E402
+                                    export_image_folder)
 
 
 def main() -> None:
@@ -33,11 +34,11 @@ def main() -> None:
     args = parser.parse_args()
     model = build_from_checkpoint(args.config, args.checkpoint, args.cfg_options)
     cfg = Config.fromfile(args.config)
-    from mmdfkd.registry import DATASETS
-    dataset_cls = DATASETS.get(cfg.test_dataloader.dataset.type)
-    classes = list(getattr(dataset_cls, 'METAINFO', {}).get('classes', [])) or [
-        str(i) for i in range(getattr(model.teacher, 'num_classes', None)
-                              or model.teacher.head.num_classes)]
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    classes, note = evaluation_class_names(cfg, model.num_classes)
+    if note:
+        print(f'note: {note}')
     counts = export_image_folder(model, args.out_dir, classes, args.num_images)
     print(f'wrote {sum(counts.values())} images to {args.out_dir}: {counts}')
 

@@ -29,6 +29,11 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.config, cfg_options=args.cfg_options, launcher=args.launcher,
                       work_dir=args.work_dir)
+    missing = [k for k in ('test_dataloader', 'test_evaluator') if cfg.get(k) is None]
+    if missing:
+        raise SystemExit(f'{args.config} has no {" / ".join(missing)}: there is no real test '
+                         'split to evaluate on. Add them (e.g. from '
+                         'configs/_base_/datasets/cifar10_test_only.py).')
     if cfg.get('teacher_ckpt') is not None and not osp.isfile(str(cfg.teacher_ckpt)):
         # The teacher's weights are inside the distillation checkpoint too.
         cfg.teacher_ckpt = args.checkpoint

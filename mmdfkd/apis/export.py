@@ -33,8 +33,9 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str
     """Write ``student.pth`` and ``student_config.py`` into ``out_dir``.
 
     The config is a plain mmpretrain one (``default_scope='mmpretrain'``) with the student
-    model, the data preprocessor and the config's test split; it imports mmdfkd only for
-    mmdfkd's backbones (e.g. ``LeNet``).
+    model, the data preprocessor and the config's test split (none when the config has no
+    ``test_dataloader``/``test_evaluator``); it imports mmdfkd only for mmdfkd's backbones
+    (e.g. ``LeNet``).
 
     Returns:
         Paths of the checkpoint and the config.
@@ -68,13 +69,18 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str
                                                           'model.student'))
     model['data_preprocessor'] = dict(cfg.model.get('data_preprocessor') or {})
     model['data_preprocessor'].pop('type', None)
+    # A run without a test split (no data on the machine that distilled) exports the model
+    # alone; mmpretrain's tools/test.py then asks for the split the user adds.
+    test_split = {}
+    if cfg.get('test_dataloader') is not None and cfg.get('test_evaluator') is not None:
+        test_split = dict(
+            test_dataloader=_qualify_mmdfkd_types(cfg.test_dataloader.to_dict()),
+            test_evaluator=cfg.test_evaluator, test_cfg=dict())
     student_cfg = Config(dict(
         default_scope='mmpretrain',
         custom_imports=dict(imports=['mmdfkd'], allow_failed_imports=False),
         model=model,
-        test_dataloader=_qualify_mmdfkd_types(cfg.test_dataloader.to_dict()),
-        test_evaluator=cfg.test_evaluator,
-        test_cfg=dict(),
+        **test_split,
         default_hooks=dict(logger=dict(type='LoggerHook', interval=50)),
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
         visualizer=dict(type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')]),

@@ -21,6 +21,57 @@ def _folder_names(classes: list[str]) -> list[str]:
             for i, name in enumerate(classes)]
 
 
+def _split_dataset(dataset: dict | None) -> dict | None:
+    """The dataset dict that holds the samples: wrappers (``RepeatDataset``,
+    ``ClassBalancedDataset``: ``dataset``; ``ConcatDataset``: ``datasets``) are unwrapped."""
+    while isinstance(dataset, dict):
+        if isinstance(dataset.get('dataset'), dict):
+            dataset = dataset['dataset']
+        elif dataset.get('datasets'):
+            dataset = dataset['datasets'][0]
+        else:
+            return dataset
+    return None
+
+
+def evaluation_class_names(cfg: Config, num_classes: int) -> tuple[list[str], str | None]:
+    """Class names for ``num_classes`` classes from the config's evaluation split.
+
+    Read from the test split's dataset (else the validation split's): its
+    ``metainfo['classes']`` (a list, or a file with one name per line, as mmpretrain takes
+    it), else its class's ``METAINFO``. A data-free config often has no split (no data on the
+    machine), and a teacher of another dataset than the split's has another class count, so
+    the names then fall back to the class indices.
+
+    Returns:
+        ``(names, note)``; ``note`` says why the indices were used (``None`` when the names
+        were found).
+    """
+    from mmengine import list_from_file
+
+    from mmdfkd.registry import DATASETS
+    indices = [str(i) for i in range(num_classes)]
+    for key in ('test_dataloader', 'val_dataloader'):
+        dataset = _split_dataset((cfg.get(key) or {}).get('dataset'))
+        if dataset is None:
+            continue
+        names = (dataset.get('metainfo') or {}).get('classes')
+        if isinstance(names, str):
+            names = list_from_file(names)
+        if names is None:
+            dataset_cls = DATASETS.get(dataset.get('type', ''))
+            names = getattr(dataset_cls, 'METAINFO', {}).get('classes')
+        if not names:
+            return indices, (f'{key}.dataset ({dataset.get("type")}) names no classes; '
+                             'folders are named by class index')
+        if len(names) != num_classes:
+            return indices, (f'{key}.dataset ({dataset.get("type")}) has {len(names)} classes '
+                             f'but the teacher {num_classes}; folders are named by class index')
+        return list(names), None
+    return indices, ('the config has no test_dataloader or val_dataloader to read class names '
+                     'from; folders are named by class index')
+
+
 def _to_uint8(images: torch.Tensor, mean: torch.Tensor | None,
               std: torch.Tensor | None) -> np.ndarray:
     if mean is not None and std is not None:
@@ -80,6 +131,10 @@ def export_image_folder(model: BaseModel, out_dir: str, classes: list[str],
     """
     if num_images is not None and num_images < 1:
         raise ValueError(f'num_images must be >= 1 (or None for a whole pool), got {num_images}')
+    num_classes = getattr(model, 'num_classes', None)
+    if num_classes is not None and len(classes) != num_classes:
+        raise ValueError(f'{len(classes)} class names for a teacher of {num_classes} classes '
+                         '(evaluation_class_names gives names that fit)')
     synthesizer = model.synthesizer
     pool = getattr(synthesizer, 'pool', None)
     if pool is None and not num_images:

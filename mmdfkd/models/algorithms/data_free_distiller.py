@@ -105,8 +105,10 @@ class DataFreeDistiller(BaseModel):
         self.teacher = built
         self.student = MODELS.build(student)
         image_shape = getattr(self.synthesizer, 'image_shape', None)
+        # The class count teacher and student agree on (tools read it, e.g. for folder names).
+        self.num_classes: int | None = None
         if image_shape is not None:
-            check_models_fit(
+            self.num_classes = check_models_fit(
                 image_shape, {'model.teacher': self.teacher, 'model.student': self.student},
                 {self.synthesizer.num_classes_key: getattr(self.synthesizer, 'num_classes', None)},
                 shape_key=self.synthesizer.image_shape_key)
@@ -162,6 +164,9 @@ class DataFreeDistiller(BaseModel):
         self.student_batch_size = student_batch_size or synthesizer.get('batch_size', 256)
         self.student_augment = (BatchAugment(student_augment, groups=student_augment_groups)
                                 if student_augment else None)
+        if self.student_augment is not None and image_shape is not None:
+            self.student_augment.check_keeps_shape(image_shape, 'model.student_augment',
+                                                   self.synthesizer.image_shape_key)
         if student_mixup is not None and pseudo_label_loss is not None:
             raise ValueError('model.student_mixup blends images, so they no longer have the '
                              'sampled labels model.pseudo_label_loss needs; use one of them.')

@@ -96,6 +96,7 @@ class DIPKD(BaseModel):
         self.primer = MODELS.build(primer or student) if self.phase_iters['primer'] else None
         # The teacher may be a counted (or remote) black box, so only the student and the
         # primer are run; the teacher's class count is the one its wrapper declares.
+        self.num_classes: int = teacher.num_classes
         check_models_fit(
             self.synthesizer.image_shape,
             {'model.student': self.student,
@@ -130,6 +131,9 @@ class DIPKD(BaseModel):
         self.unlabelled_batch_size = unlabelled_batch_size
         self.unlabelled_source = unlabelled_source
         self.augment = BatchAugment(augment, groups=augment_groups) if augment else None
+        if self.augment is not None:
+            self.augment.check_keeps_shape(self.synthesizer.image_shape, 'model.augment',
+                                           self.synthesizer.image_shape_key)
         self._schedule_checked = False
 
     # ------------------------------------------------------------------ plumbing

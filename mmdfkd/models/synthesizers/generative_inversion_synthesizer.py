@@ -113,6 +113,10 @@ class GenerativeInversionSynthesizer(GeneratedImageShape, PooledSynthesizer):
         self.augment = BatchAugment(augment, per_sample=False) if augment else None
         self.local_augment = (BatchAugment(local_augment, per_sample=False)
                               if local_augment else None)
+        for key, pipeline in (('augment', self.augment), ('local_augment', self.local_augment)):
+            if pipeline is not None:
+                pipeline.check_keeps_shape(self.image_shape, f'model.synthesizer.{key}',
+                                           self.image_shape_key)
         self.meta, self.reset_generator = meta, reset_generator
         self.balanced_targets = BalancedLabelSampler(num_classes)
         # Batches synthesised so far (a buffer: the adversarial warm-up survives resume).

@@ -66,6 +66,9 @@ class InversionSynthesizer(PooledSynthesizer):
         self.tv_loss = MODELS.build(tv) if tv else None
         self.adversarial = MODELS.build(adversarial) if adversarial else None
         self.augment = BatchAugment(augment, per_sample=False) if augment else None
+        if self.augment is not None:
+            self.augment.check_keeps_shape(self.image_shape, 'model.synthesizer.augment',
+                                           self.image_shape_key)
         self.balanced_targets = BalancedLabelSampler(num_classes)
         self.init = MODELS.build(init) if init else None
         if self.init is not None and self.init.image_shape != self.image_shape:

@@ -5,6 +5,7 @@ space) to what an access level allows: top-1 labels (``output='top1'``) or proba
 (``output='probs'``). Black-box wrappers hold their source outside the module tree, so the
 model inside never shows up in ``parameters()``, ``state_dict()``, hooks or checkpoints.
 """
+import glob
 import importlib
 import os.path as osp
 from collections.abc import Callable
@@ -21,13 +22,36 @@ TEACHERS_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__))))), 'configs', 'teachers')
 
 
-def teacher_hint(checkpoint: str | None) -> str:
+def _recipe_of(model: nn.Module) -> str | None:
+    """The recipe in ``configs/teachers/`` that builds ``model``'s architecture (same
+    parameter names and shapes), if one does. Only run to word an error: it builds them all."""
+    from mmengine.config import Config
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for path in sorted(glob.glob(osp.join(TEACHERS_DIR, '*.py'))):
+        try:
+            candidate = MODELS.build(Config.fromfile(path).model)
+        except Exception:  # a recipe that does not build here names nothing
+            continue
+        if {k: tuple(v.shape) for k, v in candidate.state_dict().items()} == shapes:
+            return osp.splitext(osp.basename(path))[0]
+    return None
+
+
+def teacher_hint(checkpoint: str | None, model: nn.Module | None = None) -> str:
     """How to get the missing teacher: the recipe in ``configs/teachers/`` whose name is the
     checkpoint's run folder (the configs' ``work_dirs/teachers/<name>/epoch_N.pth``
-    convention), LeNet-5-BN for Fashion-MNIST otherwise."""
+    convention), else the recipe that builds ``model``'s architecture, else how to train
+    one from its own classifier config."""
     name = osp.basename(osp.dirname(checkpoint)) if checkpoint else ''
     if not (name and osp.isfile(osp.join(TEACHERS_DIR, f'{name}.py'))):
-        name = 'lenet5bn_fmnist'
+        name = _recipe_of(model) if model is not None else None
+    if name is None:
+        recipes = ', '.join(sorted(osp.splitext(osp.basename(p))[0]
+                                   for p in glob.glob(osp.join(TEACHERS_DIR, '*.py'))))
+        return ('train it with the classifier config it stands for (`python tools/train.py '
+                'TEACHER_CONFIG --work-dir work_dirs/teachers/NAME`) and pass the last '
+                'epoch with `--cfg-options teacher_ckpt=work_dirs/teachers/NAME/epoch_N.pth`; '
+                f'configs/teachers/ holds the recipes of the shipped settings ({recipes})')
     run = f'work_dirs/teachers/{name}'
     return (f'train one with `python tools/train.py configs/teachers/{name}.py --work-dir '
             f'{run}` and pass it with `--cfg-options teacher_ckpt={run}/epoch_N.pth` (the '
@@ -39,7 +63,7 @@ def load_classifier_weights(model: nn.Module, checkpoint: str | None) -> nn.Modu
     run's checkpoint, whose ``teacher.`` part is taken) and freeze it in eval mode."""
     if not checkpoint:
         raise ValueError('teacher_ckpt (the teacher checkpoint) is not set: '
-                         f'{teacher_hint(checkpoint)}.')
+                         f'{teacher_hint(checkpoint, model)}.')
     if osp.isdir(checkpoint):
         # A teacher's work dir instead of one of its checkpoints: name the one to pass.
         last = osp.join(checkpoint, 'last_checkpoint')
@@ -49,12 +73,12 @@ def load_classifier_weights(model: nn.Module, checkpoint: str | None) -> nn.Modu
                 found = f.read().strip()
         fix = (f'e.g. its last one: teacher_ckpt={found}' if found else
                'epoch_N.pth or iter_N.pth inside it, or ' +
-               teacher_hint(osp.join(checkpoint, 'epoch_N.pth')))
+               teacher_hint(osp.join(checkpoint, 'epoch_N.pth'), model))
         raise IsADirectoryError(f"teacher_ckpt '{checkpoint}' is a folder; pass a checkpoint "
                                 f'file, {fix}.')
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f"teacher_ckpt '{checkpoint}' does not exist: "
-                                f'{teacher_hint(checkpoint)}.')
+                                f'{teacher_hint(checkpoint, model)}.')
     saved = load_local_checkpoint(checkpoint, map_location='cpu')
     meta = saved.get('meta')
     run = meta.get('experiment_name') if isinstance(meta, dict) else None

@@ -1,4 +1,6 @@
 """Per-sample augmentation of synthetic batches with torchvision.transforms.v2."""
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torchvision.transforms import v2
@@ -42,6 +44,39 @@ class BatchAugment(nn.Module):
         self.pipeline = v2.Compose(ops)
         self.per_sample = per_sample
         self.groups = groups
+
+    def check_keeps_shape(self, image_shape: Sequence[int], key: str,
+                          shape_key: str = 'model.synthesizer.image_shape') -> None:
+        """Refuse a pipeline that does not give back images of ``image_shape``.
+
+        A crop or resize sized for another resolution (the CIFAR recipes' 32 px crops after
+        ``image_shape`` was raised for a 224 px model) would otherwise run silently: the models
+        would be taught on crops of another size than they are tested at.
+
+        Args:
+            image_shape: ``(C, H, W)`` of the images the pipeline augments.
+            key: The pipeline's config key, e.g. ``'model.student_augment'``.
+            shape_key: The config key that sets ``image_shape``.
+
+        Raises:
+            ValueError: naming ``key``, the size entries to change and ``shape_key``.
+        """
+        shape = tuple(int(v) for v in image_shape)
+        sized = [f'{key}.{i}.size' for i, op in enumerate(self.pipeline.transforms)
+                 if hasattr(op, 'size')]
+        size = shape[-1] if shape[-1] == shape[-2] else shape[-2:]
+        fix = (f'Set {" / ".join(sized) or "its sizes"} to {size}, or {shape_key} to the '
+               'size the pipeline is written for.')
+        try:
+            # The pipeline itself: one draw for the probe, whatever `groups` says.
+            out = self.pipeline(torch.zeros(2, *shape))
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise ValueError(f'{key} fails on images of {shape} ({shape_key}): "{err}". '
+                             f'{fix}') from err
+        if tuple(out.shape[1:]) != shape:
+            raise ValueError(f'{key} turns the images of {shape} ({shape_key}) into '
+                             f'{tuple(out.shape[1:])}, so the models would be taught on another '
+                             f'size than they are tested at. {fix}')
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not self.per_sample:
