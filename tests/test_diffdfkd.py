@@ -321,3 +321,15 @@ def test_mean_and_std_must_match_the_image_channels(tiny_pipeline, teacher_ckpt)
     with pytest.raises(ValueError, match=r'model.synthesizer.mean needs 1 value \(one per channel.*'
                                          r'got \[1.0, 2.0, 3.0\]'):
         _synth(tiny_pipeline, teacher_ckpt, mean=[1.0, 2.0, 3.0])
+
+
+def test_decoded_images_are_contiguous_for_models_that_flatten_with_view(tiny_sd_pipeline):
+    """The VAE decoder gives channels-last memory; passed on as it was, mmpretrain's VGG
+    (`x.view(n, -1)` after its convs) failed in DiffDFKD as student and as teacher."""
+    synth = MODELS.build(dict(type='DiffusionSynthesizer', pipeline_path=tiny_sd_pipeline,
+                              image_shape=(3, 48, 48), num_classes=10, mean=[127.5],
+                              std=[127.5], dtype='float32'))
+    images = synth._decode(synth._initial_noise(2))
+    assert images.shape == (2, 3, 48, 48) and images.is_contiguous()
+    features = torch.nn.Conv2d(3, 4, 3)(images)
+    assert features.view(2, -1).shape == (2, 4 * 46 * 46)

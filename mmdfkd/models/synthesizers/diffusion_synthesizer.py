@@ -229,7 +229,9 @@ class DiffusionSynthesizer(PooledSynthesizer):
         if pixels.shape[-2:] != (h, w):
             pixels = F.interpolate(pixels, size=(h, w), mode='bilinear', align_corners=False,
                                    antialias=True)
-        return (pixels * 255 - self.mean) / self.std
+        # The VAE decoder returns channels-last memory, which resizing and the models' convs
+        # keep; a model that flattens with `.view` (mmpretrain's VGG) then fails.
+        return ((pixels * 255 - self.mean) / self.std).contiguous()
 
     def _initial_noise(self, n: int) -> torch.Tensor:
         channels = self.unet.config.in_channels
