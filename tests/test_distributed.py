@@ -134,3 +134,87 @@ def test_cam_loss_gradients_are_averaged_across_ranks(tmp_path):
     assert all(v > 0 and v == v for v in result['loss_cam'])  # present, finite, non-zero
     assert result['moved'] > 1e-4  # the students did train
     assert result['rank_diff'] < 1e-6
+
+
+@needs_fmnist
+def test_pool_method_trains_and_resumes_in_two_processes(teacher_ckpt, tmp_path):
+    """Every pool-based method failed under tools/dist_train.sh: mmengine broadcasts each
+    state-dict entry at start, and a pool's index is not a tensor ("data should not be
+    empty"). A distributed resume also restored no student weight (a load hook renamed the
+    keys mmengine's loader expects; it only warned of missing keys). Now each process keeps
+    its own pool files, the log counts every process's queries, and a resume restores the
+    student, the count and each process's pool."""
+    config = osp.join(ROOT, 'configs', 'deepinversion',
+                      'deepinversion_lenet5bn_lenet5half_fmnist.py')
+    opts = dict(small_eval_options(50), teacher_ckpt=teacher_ckpt)
+    opts.update({'model.synthesizer.batch_size': 16, 'model.student_batch_size': 16,
+                 'model.student_steps': 1, 'model.synthesizer.iterations': 2,
+                 'model.warmup_iters': 0, 'model.synthesizer.pool.max_images': 32,
+                 'default_hooks.checkpoint.interval': 1, 'default_hooks.logger.interval': 1,
+                 'custom_hooks': '[]'})
+
+    def dist_train(max_iters: int, *extra: str, **overrides) -> str:
+        options = dict(opts, **overrides)
+        options.update({'train_cfg.max_iters': max_iters, 'train_cfg.val_interval': max_iters})
+        env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1',
+                   PYTHON=sys.executable)
+        cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), config, '2', '--work-dir',
+               str(tmp_path), *extra, '--cfg-options'] + [f'{k}={v}' for k, v in options.items()]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-4000:]
+        return log
+
+    import re
+    log = dist_train(2)
+    first = torch.load(tmp_path / 'iter_2.pth', weights_only=False)
+    per_process = int(first['state_dict']['teacher_queries'])
+    # 2 inversion steps + labelling + 1 student step, 16 images each, per iteration
+    assert per_process == 2 * 4 * 16
+    logged = [float(q) for q in re.findall(r'teacher_queries: ([0-9.]+)', log)]
+    assert logged == [per_process, 2 * per_process]  # both processes, iterations 1 and 2
+    pool = first['state_dict']['synthesizer.pool._extra_state']
+    assert [name for name, _ in pool['batches']] == ['batch_r0_0000000.pt', 'batch_r0_0000001.pt']
+    files = sorted(os.listdir(tmp_path / 'synthetic_pool'))
+    assert files == ['batch_r0_0000000.pt', 'batch_r0_0000001.pt',
+                     'batch_r1_0000000.pt', 'batch_r1_0000001.pt']
+
+    # Resumed for one iteration without student steps (still in warm-up) and without the
+    # adversarial term (its student forward moves the BN statistics): the student must
+    # be the checkpoint's exactly, the count continues, and each process adds and evicts in
+    # its own files (rank 1's first batch goes, so it held its own names, not rank 0's).
+    log = dist_train(3, '--resume', **{'model.warmup_iters': 10,
+                                       'model.synthesizer.adversarial': None})
+    assert 'missing keys' not in log and 'resumed epoch: 0, iter: 2' in log
+    resumed = torch.load(tmp_path / 'iter_3.pth', weights_only=False)
+    for key, value in first['state_dict'].items():
+        if key.startswith('student.'):
+            assert torch.equal(resumed['state_dict'][key], value), key
+    assert int(resumed['state_dict']['teacher_queries']) == per_process + 3 * 16
+    assert sorted(os.listdir(tmp_path / 'synthetic_pool')) == [
+        'batch_r0_0000001.pt', 'batch_r0_0000002.pt', 'batch_r1_0000001.pt',
+        'batch_r1_0000002.pt']
+
+
+def test_budgeted_black_box_runs_are_refused_in_several_processes(teacher_ckpt, monkeypatch):
+    """Each process would buy and count its own queries: a run of N processes would spend N
+    times model.teacher.query_budget (and DIP-KD N times its labelled set)."""
+    import pytest
+    from mmengine import dist
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmdfkd.registry import MODELS
+    from .conftest import LENET5BN, config_path
+    init_default_scope('mmdfkd')
+    monkeypatch.setattr(dist, 'get_world_size', lambda *args: 2)
+    with pytest.raises(ValueError, match=r'query_budget caps one process.s queries.*2 '
+                                         r'processes.*query_budget=None'):
+        MODELS.build(dict(type='HardLabelTeacher', num_classes=10, model=LENET5BN,
+                          checkpoint=teacher_ckpt, query_budget=100))
+    MODELS.build(dict(type='HardLabelTeacher', num_classes=10, model=LENET5BN,
+                      checkpoint=teacher_ckpt))  # no budget: nothing to overspend
+    cfg = Config.fromfile(config_path('dipkd', 'dipkd_lenet5_lenet5_fmnist.py'))
+    cfg.model.teacher.checkpoint = teacher_ckpt
+    with pytest.raises(ValueError, match=r'DIP-KD runs in one process .*this run has 2'):
+        MODELS.build(cfg.model)

@@ -1,4 +1,5 @@
 """Runner that accepts a training config without a training dataloader."""
+import torch
 from mmengine.device import get_device
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
@@ -61,6 +62,23 @@ class DataFreeRunner(Runner):
         for wrapper in wrappers:
             for group in wrapper.optimizer.param_groups:
                 group['lr'] = group['lr'] * ratio
+
+    def _init_model_weights(self) -> None:
+        """mmengine's weight initialisation and broadcast from rank 0, for tensors only.
+
+        mmengine broadcasts every ``state_dict`` entry, and gloo/NCCL cannot broadcast the
+        ``_extra_state`` of a synthetic data pool (a dict with a list of batch files and the
+        folder) or of a teacher's answer cache, so every pool-based method failed under
+        ``tools/dist_train.sh`` with "data should not be empty". Those states belong to each
+        process (its own synthesised batches), so only tensors are synced.
+        """
+        from mmengine.dist import broadcast
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        if hasattr(model, 'init_weights'):
+            model.init_weights()
+            for value in model.state_dict().values():
+                if isinstance(value, torch.Tensor):
+                    broadcast(value)
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location='default') -> None:

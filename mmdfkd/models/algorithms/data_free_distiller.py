@@ -2,6 +2,7 @@
 import time
 
 import torch
+from mmengine import dist
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from torch import nn
@@ -260,7 +261,12 @@ class DataFreeDistiller(BaseModel):
                 log_vars[f'student.{k}'] = log_vars.get(f'student.{k}', 0) + v / self.student_steps
         log_vars['synth_img_per_s'] = torch.tensor(self._synth_images /
                                                    max(self._synth_time, 1e-9))
-        log_vars['teacher_queries'] = self.teacher_queries.detach().clone().float()
+        queries = self.teacher_queries.detach().clone().float()
+        if dist.get_world_size() > 1:
+            # Each process queries the teacher with its own batches; the log shows them all
+            # (the checkpointed buffer stays one process's count, which resume continues).
+            dist.all_reduce(queries, op='sum')
+        log_vars['teacher_queries'] = queries
         return log_vars
 
     def synthesizer_step(self, optim_wrapper: OptimWrapper | None) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 """DIP-KD: distil a teacher that answers only with top-1 labels (Wang et al.)."""
 import torch
 import torch.nn.functional as F
+from mmengine import dist
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
@@ -70,6 +71,14 @@ class DIPKD(BaseModel):
                  augment_groups: int | None = None, data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if dist.get_world_size() > 1:
+            # Every process would buy its own labelled set, count and cap its own queries
+            # and train on its own set alone: the run would spend world_size x the budget.
+            raise ValueError(
+                f'DIP-KD runs in one process (python tools/train.py CONFIG); this run has '
+                f'{dist.get_world_size()}. Its labelled set, query count and '
+                'model.teacher.query_budget are one process\'s, so each process would buy '
+                'its own set of model.synthesizer.num_images queries.')
         self.synthesizer = MODELS.build(synthesizer)
         teacher = MODELS.build(teacher)
         if not isinstance(teacher, BaseTeacher):

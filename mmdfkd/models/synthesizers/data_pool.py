@@ -2,6 +2,7 @@
 import os
 import os.path as osp
 import random
+import re
 from collections import OrderedDict
 
 import torch
@@ -95,7 +96,11 @@ class SyntheticDataPool(nn.Module):
         self._batches.append((name, images.size(0)))
         self._remember(name, record)
         while len(self) > self.max_images and len(self._batches) > 1:
-            idx = 0 if self.policy == 'fifo' else random.randrange(len(self._batches) - 1)
+            # Drawn from the batch count, not the global RNG: every process of a distributed
+            # run drops the same batch index (so a resumed process finds its own files under
+            # the names rank 0 checkpointed), and a resumed run drops what the first would.
+            idx = (0 if self.policy == 'fifo' else
+                   random.Random(self._next_id).randrange(len(self._batches) - 1))
             dropped, _ = self._batches.pop(idx)
             self._forget(dropped)
             self._dirty.discard(dropped)
@@ -231,6 +236,18 @@ class SyntheticDataPool(nn.Module):
             record['images'][rows] = images[sel]
             self._dirty.add(name)
 
+    def _own_file(self, name: str) -> str:
+        """The name of this process's copy of a checkpointed batch file.
+
+        Only rank 0 writes checkpoints, so a resumed process of a distributed run gets rank
+        0's index (``batch_r0_<id>.pt``). The processes add and drop batches in step, so its
+        own file of the same id is used when it is there; otherwise (e.g. a run resumed with
+        more processes than it had) the saved one is."""
+        own = re.sub(r'^batch_r\d+_', f'batch_r{dist.get_rank()}_', name)
+        if own != name and self.root is not None and osp.isfile(osp.join(self.root, own)):
+            return own
+        return name
+
     # Saved in checkpoints as part of the model's state dict.
     def get_extra_state(self) -> dict:
         self.flush()  # the checkpoint's index must describe files that are up to date
@@ -241,6 +258,7 @@ class SyntheticDataPool(nn.Module):
         self._next_id = state['next_id']
         if self.root is None:
             self.root = state.get('root')
+        self._batches = [(self._own_file(name), n) for name, n in self._batches]
         self._cache.clear()
         self._cached_bytes = 0
         missing = [n for n, _ in self._batches

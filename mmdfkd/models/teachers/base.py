@@ -17,6 +17,7 @@ them and resume continues the count exactly.
 import hashlib
 
 import torch
+from mmengine import dist
 from torch import nn
 
 ACCESS_LEVELS = ('hard-label', 'soft-label', 'white-box')
@@ -81,6 +82,12 @@ class BaseTeacher(nn.Module):
         if query_budget is not None and query_budget < 1:
             raise ValueError(f'model.teacher.query_budget must be a positive number of images '
                              f'(or None for no budget), got {query_budget}')
+        if query_budget is not None and dist.get_world_size() > 1:
+            raise ValueError(
+                f'model.teacher.query_budget caps one process\'s queries, and this run has '
+                f'{dist.get_world_size()} processes that query the teacher apart: run a '
+                'budgeted teacher in one process (python tools/train.py CONFIG), or set '
+                'model.teacher.query_budget=None.')
         self.num_classes = num_classes
         self.query_budget = query_budget
         self.use_cache = cache

@@ -17,8 +17,12 @@ class DataFreeSeparateDDP(MMSeparateDistributedDataParallel):
     * mmengine's runner passes ``device_ids=[LOCAL_RANK]`` to every DDP subclass, which DDP
       rejects for CPU modules, so the argument is dropped when there is no GPU;
     * the wrapped children would save as ``student.module.*``, which a single-process run
-      (or ``tools/export_student.py``) cannot load; state-dict hooks on the algorithm save
-      ``student.*`` and accept either form when loading.
+      (or ``tools/export_student.py``) cannot load; a state-dict hook on the algorithm saves
+      ``student.*``. mmengine loads checkpoints (resume, ``load_from``) with its own
+      ``load_state_dict``, which steps through DDP wrappers and so expects exactly these
+      plain keys. (A load hook that turned them back into ``student.module.*`` made every
+      distributed resume restore no student or generator weight: mmengine only warned of
+      missing keys and the run went on from the initial weights.)
     """
 
     def __init__(self, module: nn.Module, broadcast_buffers: bool = False,
@@ -30,7 +34,6 @@ class DataFreeSeparateDDP(MMSeparateDistributedDataParallel):
                          find_unused_parameters=find_unused_parameters, **kwargs)
         wrapped = [name for name, child in module.named_children() if is_model_wrapper(child)]
         module._register_state_dict_hook(_strip_wrapper_keys(wrapped))
-        module._register_load_state_dict_pre_hook(_add_wrapper_keys(wrapped))
 
 
 def _strip_wrapper_keys(children: list[str]):
@@ -45,15 +48,3 @@ def _strip_wrapper_keys(children: list[str]):
 
     return hook
 
-
-def _add_wrapper_keys(children: list[str]):
-
-    def hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-             error_msgs):
-        for key in list(state_dict):
-            for child in children:
-                plain = f'{prefix}{child}.'
-                if key.startswith(plain) and not key.startswith(plain + 'module.'):
-                    state_dict[plain + 'module.' + key[len(plain):]] = state_dict.pop(key)
-
-    return hook
