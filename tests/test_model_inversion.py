@@ -119,3 +119,29 @@ def test_deepinversion_starts_from_image_priors(teacher_ckpt, tmp_path):
         run(dict(FMNIST_PRIORS, image_shape=(3, 32, 32)))
     with pytest.raises(TypeError, match="unknown prior option.*'rotaton'"):
         run(dict(FMNIST_PRIORS, rotaton=10.0))
+
+
+def test_deepinversion_competition_term_runs_the_student_in_eval_mode(teacher_ckpt, tmp_path):
+    """As in DeepInversion's reference ("net_student.eval()" for the competition term): the
+    synthesis steps used to run the student in train mode, so the term used batch statistics
+    of images still being optimised and moved the student's BN running statistics."""
+    from .runner_utils import run_datafree
+    runner = run_datafree('deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py',
+                          str(tmp_path / 'run'), teacher_ckpt, max_iters=1,
+                          **{'model.warmup_iters': 5, 'val_cfg': None,
+                             'val_dataloader': None, 'val_evaluator': None})
+    model = runner.model
+    assert model.synthesizer.adversarial is not None and model.student.training
+    stats = {k: v.clone() for k, v in model.student.state_dict().items()}
+    modes = []
+    original = model.student_forward
+
+    def spy(images, **kwargs):
+        modes.append(model.student.training)
+        return original(images, **kwargs)
+
+    model.student_forward = spy
+    model.synthesizer_step(None)  # in warm-up: synthesis only, no student step
+    assert modes and not any(modes) and model.student.training
+    for key, value in model.student.state_dict().items():
+        assert torch.equal(value, stats[key]), key

@@ -1,5 +1,6 @@
 """The algorithm model that runs a data-free distillation on mmengine's runner."""
 import time
+from contextlib import nullcontext
 
 import torch
 from mmengine import dist
@@ -273,7 +274,8 @@ class DataFreeDistiller(BaseModel):
         """One synthesizer update with the student's parameters frozen."""
         synthesizer = unwrap(self.synthesizer)
         start = time.perf_counter()
-        with frozen_parameters(self.student):
+        mode = evaluation_mode(self.student) if synthesizer.student_in_eval_mode else nullcontext()
+        with frozen_parameters(self.student), mode:
             losses = synthesizer.synthesize(self, optim_wrapper)
         self._synth_time += time.perf_counter() - start
         self._synth_images += getattr(synthesizer, 'batch_size', 0)

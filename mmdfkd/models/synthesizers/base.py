@@ -34,6 +34,11 @@ class BaseSynthesizer(BaseModule, metaclass=ABCMeta):
     # The config keys that set ``image_shape`` and ``num_classes`` (for build-time errors).
     image_shape_key: str = 'model.synthesizer.image_shape'
     num_classes_key: str = 'model.synthesizer.num_classes'
+    # Whether the student runs in eval mode inside synthesize() (its adversarial term then
+    # uses, and does not move, the student's BN running statistics). The model-inversion
+    # references put it there (DeepInversion's "net_student.eval()", the datafree toolbox's
+    # CMI / Fast-DFKD); the generator references (DFAD, ZSKT) keep it training.
+    student_in_eval_mode: bool = False
 
     def bind(self, teacher: nn.Module) -> None:
         """Attach anything that observes the teacher (e.g. BN-statistics hooks)."""
@@ -101,6 +106,8 @@ class PooledSynthesizer(BaseSynthesizer):
     Args:
         pool (dict, optional): ``SyntheticDataPool`` config; default settings when not given.
     """
+
+    student_in_eval_mode = True
 
     def __init__(self, pool: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)

@@ -10,7 +10,7 @@ from torch import nn
 
 from mmdfkd.models.losses import instance_channel_means
 from mmdfkd.models.utils import (META_METHODS, BalancedLabelSampler, BatchAugment, MetaGradient,
-                                 ModuleOutputRecorder, evaluation_mode)
+                                 ModuleOutputRecorder)
 from mmdfkd.registry import MODELS
 from .base import GeneratedImageShape, PooledSynthesizer
 from .generator import sample_latent
@@ -181,10 +181,8 @@ class GenerativeInversionSynthesizer(GeneratedImageShape, PooledSynthesizer):
             t_logits, _ = distiller.teacher_forward(view)
             losses = {'loss_bn': self.bn_loss(),
                       'loss_ce': self.ce_weight * F.cross_entropy(t_logits, targets)}
-            if use_adv:
-                with evaluation_mode(distiller.student):
-                    s_logits = distiller.student_forward(view)
-                losses['loss_adv'] = self.adversarial(s_logits, t_logits)
+            if use_adv:  # the student is in eval mode here (student_in_eval_mode)
+                losses['loss_adv'] = self.adversarial(distiller.student_forward(view), t_logits)
             if self.contrastive is not None:
                 global_feats = self.instance_features()
                 distiller.teacher_forward(self.local_augment(images))
