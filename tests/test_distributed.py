@@ -178,6 +178,10 @@ def test_pool_method_trains_and_resumes_in_two_processes(teacher_ckpt, tmp_path)
     files = sorted(os.listdir(tmp_path / 'synthetic_pool'))
     assert files == ['batch_r0_0000000.pt', 'batch_r0_0000001.pt',
                      'batch_r1_0000000.pt', 'batch_r1_0000001.pt']
+    # Each process's random state (gathered to rank 0, which alone writes the file), so a
+    # resumed process continues its own stream (diff_rank_seed: the streams differ).
+    states = first['meta']['random_state']
+    assert len(states) == 2 and not torch.equal(states[0]['torch'], states[1]['torch'])
 
     # Resumed for one iteration without student steps (still in warm-up) and without the
     # adversarial term (its student forward moves the BN statistics): the student must

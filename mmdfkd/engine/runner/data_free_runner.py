@@ -20,6 +20,7 @@ class DataFreeRunner(Runner):
     def __init__(self, *args, train_dataloader=None, train_cfg=None, optim_wrapper=None,
                  **kwargs) -> None:
         data_free = train_dataloader is None and train_cfg is not None
+        kwargs['custom_hooks'] = with_random_state_hook(kwargs.get('custom_hooks'))
         if data_free and 'type' not in train_cfg:
             raise ValueError("train_cfg must name a data-free loop, e.g. train_cfg=dict("
                              "type='DataFreeTrainLoop', max_iters=..., val_interval=...), "
@@ -85,7 +86,8 @@ class DataFreeRunner(Runner):
         """mmengine's resume, after checking that ``filename`` was saved by a run of this
         config: mmengine loads the weights non-strictly (a checkpoint of another method or
         student would resume half-loaded) and fails later on a raw ``KeyError`` of the
-        optimizer or scheduler state."""
+        optimizer or scheduler state. The random streams continue where the checkpoint
+        left them (``RandomStateHook``)."""
         from .checkpoint_loader import load_local_checkpoint, run_config_hint, weights_mismatch
         model = self.model.module if is_model_wrapper(self.model) else self.model
         saved = load_local_checkpoint(filename, map_location='cpu')
@@ -103,6 +105,10 @@ class DataFreeRunner(Runner):
         super().resume(filename, resume_optimizer=resume_optimizer,
                        resume_param_scheduler=resume_param_scheduler,
                        map_location=map_location)
+        from mmdfkd.engine.hooks.random_state_hook import RandomStateHook
+        for hook in self._hooks:
+            if isinstance(hook, RandomStateHook):
+                hook.resume_from(self, saved)
 
     def wrap_model(self, model_wrapper_cfg, model):
         """Build mmdfkd's own wrappers (``DataFreeSeparateDDP``) from mmdfkd's registry.
@@ -116,6 +122,19 @@ class DataFreeRunner(Runner):
             cfg = dict(model_wrapper_cfg, type=wrapper_type.split('.')[-1])
             return MODEL_WRAPPERS.build(cfg, default_args=dict(module=model.to(get_device())))
         return super().wrap_model(model_wrapper_cfg, model)
+
+
+def with_random_state_hook(custom_hooks: list | None) -> list:
+    """``custom_hooks`` with a ``RandomStateHook`` added unless it has one: a data-free run's
+    random streams are part of its state (resume continues them, validation leaves them)."""
+    from mmdfkd.engine.hooks.random_state_hook import RandomStateHook
+    hooks = list(custom_hooks or [])
+    for hook in hooks:
+        kind = hook.get('type') if isinstance(hook, dict) else hook
+        if kind is RandomStateHook or isinstance(kind, RandomStateHook) or (
+                isinstance(kind, str) and kind.split('.')[-1] == 'RandomStateHook'):
+            return hooks
+    return hooks + [RandomStateHook()]
 
 
 def propagate_teacher_ckpt(cfg) -> None:
