@@ -414,3 +414,34 @@ def test_dipkd_wide_primer_teaches_the_student_on_free_overlays(lenet5_ckpt, tmp
     # One batch of overlays per distillation step, and none of them was sent to the teacher.
     assert calls == [8, 8]
     assert int(model.teacher.queries) == 60 and int(model.teacher.cache_hits) == 0
+
+
+@needs_fmnist
+def test_served_teacher_gives_the_same_run_as_the_local_one(lenet5_ckpt, tmp_path):
+    """The same teacher through tools/serve_teacher.py buys the same labels, and the run is
+    bit-identical to the local one: building the local teacher's model (whose random
+    initialisation its checkpoint overwrites) must not move the run's random streams, or the
+    remote-HTTP benchmark row trains another student on the same labels."""
+    from .test_remote_teacher import Server, _free_port
+    opts = _small(budget=60)
+
+    def run(work: str, **extra) -> dict:
+        runner = build_runner(datafree_cfg(CONFIG, str(tmp_path / work), lenet5_ckpt,
+                                           max_iters=8, **opts, **extra))
+        runner.train()
+        return {k: v for k, v in runner.model.state_dict().items()
+                if torch.is_tensor(v) and k.startswith(('student.', 'primer.', 'contrast.'))}
+
+    local = run('local')
+    server = Server(lenet5_ckpt, _free_port(),
+                    config=config_path('teachers', 'lenet5_fmnist.py')).start()
+    try:
+        remote = run('remote', **{'model.teacher.model': None,
+                                  'model.teacher.checkpoint': None,
+                                  'model.teacher.url': server.url})
+        assert server.health()['queries'] == 60
+    finally:
+        server.stop()
+    assert local.keys() == remote.keys() and local
+    for key, value in local.items():
+        torch.testing.assert_close(remote[key], value, rtol=0, atol=0, msg=key)

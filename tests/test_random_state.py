@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mmdfkd.apis import build_runner
-from mmdfkd.engine.hooks import RandomStateHook, capture_random_state, restore_random_state
+from mmdfkd.engine.hooks import RandomStateHook
+from mmdfkd.utils import capture_random_state, restore_random_state
 
 from .conftest import needs_fmnist
 from .runner_utils import datafree_cfg, last_checkpoint

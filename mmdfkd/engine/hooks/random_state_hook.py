@@ -1,34 +1,11 @@
 """Keep the random streams of a data-free run across resumes and validations."""
-import random
-
-import numpy as np
-import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 
 from mmdfkd.registry import HOOKS
+from mmdfkd.utils.random_state import capture_random_state, restore_random_state
 
 RANDOM_STATE_KEY = 'random_state'
-
-
-def capture_random_state() -> dict:
-    """The state of every global random source a run draws from: Python's ``random``,
-    numpy's legacy global generator, torch's CPU generator and, when CUDA is in use, the
-    current device's generator."""
-    state = dict(python=random.getstate(), numpy=np.random.get_state(),
-                 torch=torch.get_rng_state())
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state()
-    return state
-
-
-def restore_random_state(state: dict) -> None:
-    """Set the global random sources back to ``state`` (from ``capture_random_state``)."""
-    random.setstate(state['python'])
-    np.random.set_state(state['numpy'])
-    torch.set_rng_state(state['torch'].cpu())
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state['cuda'].cpu())
 
 
 @HOOKS.register_module()

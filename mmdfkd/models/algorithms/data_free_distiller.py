@@ -16,6 +16,7 @@ from mmdfkd.models.utils import (STUDENT_INIT_MODES, BatchAugment, ModuleOutputR
 from mmdfkd.models.losses.cam import cam_forward
 from mmdfkd.models.teachers import BaseTeacher, load_classifier_weights, require_access
 from mmdfkd.registry import MODELS
+from mmdfkd.utils import preserved_random_state
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -94,7 +95,11 @@ class DataFreeDistiller(BaseModel):
                  student_init_seed: int = 0,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        built = MODELS.build(teacher)
+        # The teacher's random initialisation is overwritten by its checkpoint; built under
+        # preserved streams, it leaves the run's draws the same whatever the teacher is
+        # (local, remote, callable) and however many draws building it takes.
+        with preserved_random_state():
+            built = MODELS.build(teacher)
         self.synthesizer = MODELS.build(synthesizer)
         if isinstance(built, BaseTeacher):
             require_access(built, self.synthesizer.required_access,

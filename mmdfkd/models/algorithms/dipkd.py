@@ -10,6 +10,7 @@ from mmdfkd.models.teachers import BaseTeacher, require_access
 from mmdfkd.models.utils import (BatchAugment, check_batch_sizes, check_models_fit,
                                  classifier_logits_and_features, frozen_parameters)
 from mmdfkd.registry import MODELS
+from mmdfkd.utils import preserved_random_state
 
 PHASES = ('synthesis', 'primer', 'contrast', 'distill')
 
@@ -80,7 +81,10 @@ class DIPKD(BaseModel):
                 'model.teacher.query_budget are one process\'s, so each process would buy '
                 'its own set of model.synthesizer.num_images queries.')
         self.synthesizer = MODELS.build(synthesizer)
-        teacher = MODELS.build(teacher)
+        # Under preserved streams, as in DataFreeDistiller: a local teacher and the same
+        # teacher served over HTTP leave the run the same random draws.
+        with preserved_random_state():
+            teacher = MODELS.build(teacher)
         if not isinstance(teacher, BaseTeacher):
             raise TypeError('DIPKD: model.teacher must be a teacher wrapper, e.g. '
                             "dict(type='HardLabelTeacher', num_classes=10, model=..., "
