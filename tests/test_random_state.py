@@ -110,3 +110,11 @@ def test_load_from_keeps_the_seed_streams(teacher_ckpt, tmp_path):
                                              max_iters=1, load_from=last_checkpoint(work)))
     assert torch.equal(loaded, fresh)
     assert not torch.equal(loaded, saved['torch'])
+
+
+@needs_fmnist
+def test_listing_the_hook_in_the_config_adds_no_second_one(teacher_ckpt, tmp_path):
+    cfg = datafree_cfg('dfad/dfad_lenet5bn_lenet5half_fmnist.py', str(tmp_path), teacher_ckpt,
+                       custom_hooks=[dict(type='RandomStateHook')])
+    runner = build_runner(cfg)
+    assert sum(isinstance(h, RandomStateHook) for h in runner.hooks) == 1
