@@ -118,3 +118,21 @@ def test_listing_the_hook_in_the_config_adds_no_second_one(teacher_ckpt, tmp_pat
                        custom_hooks=[dict(type='RandomStateHook')])
     runner = build_runner(cfg)
     assert sum(isinstance(h, RandomStateHook) for h in runner.hooks) == 1
+
+
+@needs_fmnist
+@pytest.mark.parametrize('config', ['dfad/dfad_lenet5bn_lenet5half_fmnist.py', POOL_CONFIG])
+def test_the_visualization_hook_does_not_change_the_run(config, teacher_ckpt, tmp_path):
+    """Drawing the per-class grid every iteration leaves the trained student as without it."""
+    opts = {'model.synthesizer.iterations': 2, 'model.warmup_iters': 0} if 'deepinv' in config \
+        else {}
+    runs = []
+    for name, hooks in (('plain', []), ('drawn', [dict(type='SyntheticVisualizationHook',
+                                                       interval=1, num_samples=16)])):
+        cfg = datafree_cfg(config, str(tmp_path / name), teacher_ckpt, max_iters=3,
+                           custom_hooks=hooks, **opts)
+        runner = build_runner(cfg)
+        runner.train()
+        runs.append({k: v.clone() for k, v in runner.model.student.state_dict().items()})
+    for key, value in runs[0].items():
+        torch.testing.assert_close(runs[1][key], value, rtol=0, atol=0, msg=key)

@@ -4,6 +4,7 @@ from mmengine.hooks import Hook
 
 from mmdfkd.models.teachers import BaseTeacher
 from mmdfkd.registry import HOOKS
+from mmdfkd.utils import preserved_random_state
 
 
 def per_class_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -50,7 +51,10 @@ class SyntheticVisualizationHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.every_n_train_iters(runner, self.interval) or self.is_last_train_iter(runner):
-            self.draw(runner, step=runner.iter + 1)
+            # Drawn under preserved streams: looking at the samples must not change what is
+            # trained on (with or without this hook, at any interval, the run is the same).
+            with preserved_random_state():
+                self.draw(runner, step=runner.iter + 1)
 
     @torch.no_grad()
     def draw(self, runner, step: int) -> torch.Tensor:
