@@ -4,6 +4,8 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config
+from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_available,
+                             is_npu_available)
 from mmengine.runner import Runner
 
 import mmdfkd  # noqa: F401  (registers modules and the resume-safe checkpoint loader)
@@ -22,7 +24,9 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
         work_dir: Output folder; defaults to ``work_dirs/<config name>``.
         launcher: ``none``/``pytorch``/``slurm``/``mpi``. Without a GPU the distributed
             backend falls back to gloo.
-        amp: Use ``AmpOptimWrapper`` (for each wrapper of a data-free optim_wrapper dict).
+        amp: Use ``AmpOptimWrapper`` (for each wrapper of a data-free optim_wrapper dict):
+            the updates each wrapper makes run under its autocast and loss scaler, except
+            pixel and inner-loop optimisers, which stay in float32. Needs an accelerator.
         resume: ``'auto'`` for the latest checkpoint in ``work_dir`` or a checkpoint path.
         no_validate: Drop validation during training.
         auto_scale_lr: Enable ``auto_scale_lr``.
@@ -46,6 +50,10 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
         env_cfg['dist_cfg'] = dict(env_cfg.get('dist_cfg') or {}, backend='gloo')
         cfg.env_cfg = env_cfg
     if amp:
+        if not amp_device_available():
+            raise ValueError(
+                '--amp: mixed precision (mmengine\'s AmpOptimWrapper) needs a CUDA, NPU, MLU '
+                'or MUSA device, and this machine has none. Run without --amp.')
         wrappers = cfg.optim_wrapper
         targets = ([w for k, w in wrappers.items() if isinstance(w, dict) and 'optimizer' in w]
                    if 'constructor' in wrappers else [wrappers])
@@ -61,6 +69,12 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr') or {}, enable=True)
     return cfg
+
+
+def amp_device_available() -> bool:
+    """Whether mmengine's ``AmpOptimWrapper`` can be built here (it refuses a CPU)."""
+    return (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available())
 
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')

@@ -227,11 +227,14 @@ class DataFreeDistiller(BaseModel):
 
     def teacher_forward(self, images: torch.Tensor, with_features: bool = False
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Teacher logits (and penultimate features); counts every image as a query."""
+        """Teacher logits (and penultimate features); counts every image as a query.
+
+        Returned in float32 also under ``--amp`` autocast, so every loss sees full precision."""
         self.teacher_queries += images.size(0)
         if with_features:
-            return classifier_logits_and_features(self.teacher, images)
-        return self.teacher(images, mode='tensor'), None
+            logits, feats = classifier_logits_and_features(self.teacher, images)
+            return logits.float(), feats.float()
+        return self.teacher(images, mode='tensor').float(), None
 
     def teacher_labels(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher's top-1 class of each image (counted as queries)."""
@@ -243,8 +246,9 @@ class DataFreeDistiller(BaseModel):
         """Student logits (and, with ``with_features``, ``(logits, penultimate features)``)
         through the unwrapped module (used inside synthesizer steps)."""
         if with_features:
-            return classifier_logits_and_features(unwrap(self.student), images)
-        return unwrap(self.student)(images, mode='tensor')
+            logits, feats = classifier_logits_and_features(unwrap(self.student), images)
+            return logits.float(), feats.float()
+        return unwrap(self.student)(images, mode='tensor').float()
 
     # ------------------------------------------------------------------ training
     def train_step(self, data, optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
@@ -280,7 +284,11 @@ class DataFreeDistiller(BaseModel):
         synthesizer = unwrap(self.synthesizer)
         start = time.perf_counter()
         mode = evaluation_mode(self.student) if synthesizer.student_in_eval_mode else nullcontext()
-        with frozen_parameters(self.student), mode:
+        # --amp: the generators' updates run under their wrapper's autocast (see
+        # BaseSynthesizer.autocast_synthesis); other synthesizers stay in float32.
+        amp = (optim_wrapper.optim_context(synthesizer)
+               if optim_wrapper is not None and synthesizer.autocast_synthesis else nullcontext())
+        with frozen_parameters(self.student), mode, amp:
             losses = synthesizer.synthesize(self, optim_wrapper)
         self._synth_time += time.perf_counter() - start
         self._synth_images += getattr(synthesizer, 'batch_size', 0)
@@ -304,23 +312,27 @@ class DataFreeDistiller(BaseModel):
             images = self.student_augment(images)
         if self.student_mixup is not None:
             images = self.student_mixup(images)
-        with torch.no_grad():
-            t_logits, _ = self.teacher_forward(images)
-        s_logits = self.student(images, mode='tensor')
-        if isinstance(self.distill_loss, nn.ModuleList):
-            losses = {f'loss_kd{i}': loss(s_logits, t_logits)
-                      for i, loss in enumerate(self.distill_loss)}
-        else:
-            losses = {'loss_kd': self.distill_loss(s_logits, t_logits)}
-        if self.pseudo_label_loss is not None:
-            losses['loss_pseudo_ce'] = self.pseudo_label_loss(s_logits, labels)
-        if self.cam_loss is not None:
-            s_map, t_map = (deepest_output(r.outputs()[0]) for r in self._cam_recorders)
-            losses['loss_cam'] = self.cam_loss(s_map, t_map, unwrap(self.student).head.fc,
-                                               self.teacher.head.fc, t_logits.argmax(1))
-        if self.feature_loss is not None:
-            s_feats, t_feats = (r.outputs() for r in self._feature_recorders)
-            losses['loss_feat'] = self.feature_loss(s_feats, t_feats)
+        # --amp: the forward passes run under the student wrapper's autocast, as mmengine's
+        # BaseModel.train_step runs them; the backward goes through its loss scaler.
+        with optim_wrapper.optim_context(self.student):
+            with torch.no_grad():
+                t_logits, _ = self.teacher_forward(images)
+            s_logits = self.student(images, mode='tensor').float()
+            if isinstance(self.distill_loss, nn.ModuleList):
+                losses = {f'loss_kd{i}': loss(s_logits, t_logits)
+                          for i, loss in enumerate(self.distill_loss)}
+            else:
+                losses = {'loss_kd': self.distill_loss(s_logits, t_logits)}
+            if self.pseudo_label_loss is not None:
+                losses['loss_pseudo_ce'] = self.pseudo_label_loss(s_logits, labels)
+            if self.cam_loss is not None:
+                s_map, t_map = (deepest_output(r.outputs()[0]).float()
+                                for r in self._cam_recorders)
+                losses['loss_cam'] = self.cam_loss(s_map, t_map, unwrap(self.student).head.fc,
+                                                   self.teacher.head.fc, t_logits.argmax(1))
+            if self.feature_loss is not None:
+                s_feats, t_feats = (r.outputs() for r in self._feature_recorders)
+                losses['loss_feat'] = self.feature_loss(s_feats, t_feats)
         loss, log_vars = self.parse_losses(losses)
         optim_wrapper.update_params(loss)
         return {k: v for k, v in log_vars.items() if k != 'loss'}

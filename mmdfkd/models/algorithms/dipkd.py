@@ -5,6 +5,7 @@ from mmengine import dist
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
+from torch import nn
 
 from mmdfkd.models.teachers import BaseTeacher, require_access
 from mmdfkd.models.utils import (BatchAugment, check_batch_sizes, check_models_fit,
@@ -214,11 +215,15 @@ class DIPKD(BaseModel):
             losses = []
             for member in self.primer.members:
                 images, labels = self._labelled_batch()
-                losses.append(F.cross_entropy(member(images, mode='tensor'), labels))
+                with optim_wrapper.optim_context(self.primer):  # autocast under --amp
+                    logits = member(images, mode='tensor').float()
+                losses.append(F.cross_entropy(logits, labels))
             optim_wrapper.update_params(sum(losses))
             return {'primer.loss_ce': torch.stack(losses).detach().mean()}
         images, labels = self._labelled_batch()
-        loss = F.cross_entropy(self.primer(images, mode='tensor'), labels)
+        with optim_wrapper.optim_context(self.primer):
+            logits = self.primer(images, mode='tensor').float()
+        loss = F.cross_entropy(logits, labels)
         optim_wrapper.update_params(loss)
         return {'primer.loss_ce': loss}
 
@@ -242,22 +247,28 @@ class DIPKD(BaseModel):
         """One distillation step: CE on teacher labels + L1 to the primer's logits."""
         images, labels = self._labelled_batch()
         losses = {}
-        logits = self.student(images, mode='tensor')
+
+        def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            # The forward under the student wrapper's autocast (--amp), the loss in float32.
+            with optim_wrapper.optim_context(self.student):
+                return model(x, mode='tensor').float()
+
+        logits = logits_of(self.student, images)
         if self.ce_weight:
             losses['loss_ce'] = self.ce_weight * F.cross_entropy(logits, labels)
         if self.primer_weight:
             self.primer.eval()
             with torch.no_grad():
-                primer_logits = self.primer(images, mode='tensor')
+                primer_logits = logits_of(self.primer, images)
             losses['loss_l1'] = self.primer_weight * F.l1_loss(logits, primer_logits)
             if self.unlabelled_batch_size:
                 fresh = (self.synthesizer.sample_overlays(self.unlabelled_batch_size)
                          if self.unlabelled_source == 'overlays'
                          else self.synthesizer.generate(self.unlabelled_batch_size))
                 with torch.no_grad():
-                    fresh_primer = self.primer(fresh, mode='tensor')
+                    fresh_primer = logits_of(self.primer, fresh)
                 losses['loss_l1_fresh'] = self.primer_weight * F.l1_loss(
-                    self.student(fresh, mode='tensor'), fresh_primer)
+                    logits_of(self.student, fresh), fresh_primer)
         loss, log_vars = self.parse_losses(losses)
         optim_wrapper.update_params(loss)
         return {f'student.{k}': v for k, v in log_vars.items() if k != 'loss'}

@@ -100,7 +100,7 @@ class BNStatisticsLoss(nn.Module):
         self._last_stats = []
         use_ema = self.momentum and bool(self.ema_initialised)
         for idx, layer in enumerate(self._layers):
-            x = self._inputs[idx]
+            x = self._inputs[idx].float()  # float16 under --amp: its variance may overflow
             dims = [d for d in range(x.dim()) if d != 1]
             mean = x.mean(dim=dims)
             var = x.var(dim=dims, unbiased=False)

@@ -13,6 +13,7 @@ from torch import nn
 if TYPE_CHECKING:
     from mmdfkd.models.algorithms import DataFreeDistiller
 
+from mmdfkd.engine.optimizers.mixed_precision import scale_like_backward
 from mmdfkd.registry import MODELS
 
 
@@ -39,6 +40,11 @@ class BaseSynthesizer(BaseModule, metaclass=ABCMeta):
     # references put it there (DeepInversion's "net_student.eval()", the datafree toolbox's
     # CMI / Fast-DFKD); the generator references (DFAD, ZSKT) keep it training.
     student_in_eval_mode: bool = False
+    # Whether ``--amp`` runs synthesize() under the synthesizer wrapper's autocast. Only for
+    # synthesizers whose every update goes through that wrapper's scaled backward (the
+    # generators); pixel and inner-loop optimisers keep float32, where float16 gradients
+    # without loss scaling would underflow.
+    autocast_synthesis: bool = False
 
     def bind(self, teacher: nn.Module) -> None:
         """Attach anything that observes the teacher (e.g. BN-statistics hooks)."""
@@ -74,9 +80,13 @@ class BaseSynthesizer(BaseModule, metaclass=ABCMeta):
         optim_wrapper.backward(loss)
         self.step_with_grads(optim_wrapper)
 
-    def step_with_grads(self, optim_wrapper: OptimWrapper) -> None:
+    def step_with_grads(self, optim_wrapper: OptimWrapper, scaled: bool = True) -> None:
         """Update from the ``.grad`` fields already set (averaged over ranks first);
-        parameters without a gradient are left alone."""
+        parameters without a gradient are left alone. ``scaled=False`` says the gradients
+        did not come through ``optim_wrapper.backward`` (a plain ``loss.backward()``, a meta
+        gradient), so under ``--amp`` they are first scaled as its ``step()`` expects."""
+        if not scaled:
+            scale_like_backward(optim_wrapper)
         if dist.get_world_size() > 1:
             for p in self.parameters():
                 if p.grad is not None:

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
+from mmdfkd.engine.optimizers.mixed_precision import scale_like_backward
 from mmdfkd.models.losses.contrastive import info_nce
 from mmdfkd.registry import MODELS
 
@@ -67,6 +68,9 @@ class InstanceContrastRefiner(nn.Module):
             head_optim_wrapper.zero_grad()
             loss.backward()
             optimizer.step()
+            # One backward serves the pixels and the head; only the head's wrapper may
+            # scale (``--amp``), so its gradients are scaled as its step() expects.
+            scale_like_backward(head_optim_wrapper)
             head_optim_wrapper.step()
             with torch.no_grad():
                 pixels.copy_(torch.maximum(torch.minimum(pixels, pixel_range[1]),

@@ -199,13 +199,13 @@ class GenerativeInversionSynthesizer(GeneratedImageShape, PooledSynthesizer):
             if self.contrastive is not None:
                 # The projection head persists across batches; only it has grads here
                 # (the kept generator took no part in this graph).
-                self.step_with_grads(optim_wrapper)
+                self.step_with_grads(optim_wrapper, scaled=False)
         self.bn_loss.update_momentum()
         if self.contrastive is not None:
             self.contrastive.memorize(local_feats, global_feats)
         if meta_grad is not None:
             meta_grad.apply(self.generator, work)
-            self.step_with_grads(optim_wrapper)
+            self.step_with_grads(optim_wrapper, scaled=False)
         elif not self.reset_generator:
             self.generator.load_state_dict(work.state_dict())
         self.rounds += 1

@@ -68,6 +68,8 @@ class GeneratorSynthesizer(GeneratedImageShape, BaseSynthesizer):
             range after every step.
     """
 
+    autocast_synthesis = True  # every update goes through the wrapper's (scaled) backward
+
     method_name = 'DAFL / DFAD / ZSKT / CPSC-DFKD'
     num_classes_key = 'model.synthesizer.generator.num_classes'  # conditional generators
 
@@ -157,7 +159,7 @@ class GeneratorSynthesizer(GeneratedImageShape, BaseSynthesizer):
         if self.conditional:
             out['label_acc'] = (t_logits.argmax(1) == labels).float().mean().detach()
         if self.refine_steps:
-            images, t_logits = self._refine(distiller, images.detach(), labels)
+            images, t_logits = self._refine(distiller, images.detach().float(), labels)
             if self.conditional:
                 out['refined_label_acc'] = (t_logits.argmax(1) == labels).float().mean()
         if self.pool is not None:
@@ -210,8 +212,10 @@ class GeneratorSynthesizer(GeneratedImageShape, BaseSynthesizer):
         # A fresh optimiser per batch: each batch is its own small inversion problem.
         optimizer = torch.optim.Adam([pixels], lr=self.refine_lr, betas=(0.5, 0.99))
         for _ in range(self.refine_steps):
-            losses, _, _ = self._objective(distiller, pixels, labels,
-                                           with_adversarial=self.refine_adversarial)
+            # Pixel gradients have no loss scaler, so the refinement stays in float32 (--amp).
+            with torch.autocast(pixels.device.type, enabled=False):
+                losses, _, _ = self._objective(distiller, pixels, labels,
+                                               with_adversarial=self.refine_adversarial)
             pixels.grad, = torch.autograd.grad(sum(losses.values()), pixels)
             optimizer.step()
             if self.pixel_range is not None:
