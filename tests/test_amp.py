@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 from mmdfkd.apis import build_runner, load_config
-from mmdfkd.apis.config import amp_device_available
+from mmdfkd.engine.optimizers.mixed_precision import amp_device_available
 from mmdfkd.registry import MODELS, OPTIM_WRAPPERS
 
 from .conftest import config_path
@@ -76,9 +76,14 @@ def _trained_weights(runner) -> dict:
 
 
 @pytest.mark.skipif(amp_device_available(), reason='this machine can build AmpOptimWrapper')
-def test_amp_without_an_accelerator_is_refused_naming_the_flag():
+def test_amp_without_an_accelerator_is_refused_naming_the_flag_or_the_key(tmp_path):
     with pytest.raises(ValueError, match='--amp.*Run without --amp'):
         load_config(config_path(*DFAD.split('/')), amp=True)
+    # the same wrapper named in a config, where mmengine only asserts
+    with pytest.raises(ValueError, match=r"optim_wrapper\.synthesizer\.type: AmpOptimWrapper"
+                       r".*type='OptimWrapper'"):
+        _runner(DFAD, tmp_path, 'cfg', None,
+                **{'optim_wrapper.synthesizer.type': 'AmpOptimWrapper'}).train()
 
 
 @pytest.mark.parametrize('config, options', [

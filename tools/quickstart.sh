@@ -3,9 +3,10 @@
 # distillation into LeNet-5-half -> teacher and student accuracy on the real test split.
 #   METHOD_CONFIG=configs/zskt/... bash tools/quickstart.sh   to pick another method
 # The default is the best white-box row of docs/benchmarks.md (DeepInversion from image
-# priors, student folded from the teacher's channels). On a fresh 2-core CPU machine
-# (2026-11-23) the teacher trained here reached 91.73 % and the student 86.11 %, with the
-# distillation taking about 12 minutes.
+# priors, student folded from the teacher's channels). From a fresh clone on the 2-core CPU
+# machine (2026-11-24) the teacher trained here reached 91.73 % and the student 85.72 %
+# (86.11 % on 2026-11-23, before building the teacher and validating stopped moving the
+# random streams), the teacher taking about 9 minutes and the distillation about 10.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

@@ -24,7 +24,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or from the latest one in '
                         'the work dir when no path is given')
-    parser.add_argument('--amp', action='store_true', help='enable mixed precision training')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision on a GPU: every optim wrapper becomes an '
+                        'AmpOptimWrapper (pixel optimisers stay float32)')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not validate during training')
     parser.add_argument('--auto-scale-lr', action='store_true',

@@ -4,12 +4,11 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config
-from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_available,
-                             is_npu_available)
 from mmengine.runner import Runner
 
 import mmdfkd  # noqa: F401  (registers modules and the resume-safe checkpoint loader)
 from mmdfkd.apis.config_keys import check_runner_config_keys
+from mmdfkd.engine.optimizers.mixed_precision import amp_device_available
 from mmdfkd.utils import is_model_reference, referenced_data_preprocessor
 
 
@@ -69,12 +68,6 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr') or {}, enable=True)
     return cfg
-
-
-def amp_device_available() -> bool:
-    """Whether mmengine's ``AmpOptimWrapper`` can be built here (it refuses a CPU)."""
-    return (is_cuda_available() or is_npu_available() or is_mlu_available()
-            or is_musa_available())
 
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')

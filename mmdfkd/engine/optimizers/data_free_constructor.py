@@ -3,6 +3,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapperDict
 from torch import nn
 
 from mmdfkd.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from .mixed_precision import amp_device_available
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -45,6 +46,11 @@ class DataFreeOptimWrapperConstructor:
                 raise ValueError(f"optim_wrapper.{name}: the model has no child '{name}'; "
                                  f'children are {children}.')
             cfg = dict(cfg)
+            if cfg.get('type') == 'AmpOptimWrapper' and not amp_device_available():
+                raise ValueError(
+                    f'optim_wrapper.{name}.type: AmpOptimWrapper (mixed precision) needs a '
+                    'CUDA, NPU, MLU or MUSA device, and this machine has none; use '
+                    "type='OptimWrapper' here.")
             paramwise = cfg.pop('paramwise_cfg', None)
             wrappers[name] = DefaultOptimWrapperConstructor(cfg, paramwise)(submodule)
         return OptimWrapperDict(**wrappers)

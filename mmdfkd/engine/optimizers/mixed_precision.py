@@ -1,6 +1,14 @@
 """Mixed precision (``--amp``) for the updates a data-free run makes itself."""
 import torch
+from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_available,
+                             is_npu_available)
 from mmengine.optim import OptimWrapper
+
+
+def amp_device_available() -> bool:
+    """Whether mmengine's ``AmpOptimWrapper`` can be built here (it asserts an accelerator)."""
+    return (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available())
 
 
 def scale_like_backward(optim_wrapper: OptimWrapper) -> None:
