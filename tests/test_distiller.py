@@ -171,3 +171,49 @@ def test_image_shape_and_class_count_are_checked_at_build(teacher_ckpt):
     with pytest.raises(ValueError, match='model.synthesizer.generator.num_classes is 7'):
         build(cpsc, teacher_ckpt,
               synthesizer=dict(synth, generator=dict(synth.generator, num_classes=7)))
+
+
+def _build_with_wrappers(config: str, teacher_ckpt: str, wrappers: dict, **model_overrides):
+    cfg = Config.fromfile(config_path(*config.split('/')))
+    model, _ = build(config, teacher_ckpt, **model_overrides)
+    entries = {k: dict(v, **wrappers.get(k, {})) for k, v in cfg.optim_wrapper.items()
+               if k != 'constructor'}
+    return model, OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type=cfg.optim_wrapper.constructor, optim_wrapper_cfg=entries))(model)
+
+
+def test_gradient_accumulation_steps_the_student_once_per_group(teacher_ckpt):
+    """optim_wrapper.student.accumulative_counts=2 makes two student backwards one update;
+    the synthesizer (stepped outside update_params) and counts that would split a group
+    across a checkpoint are refused with the key to change."""
+    config = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
+    model, optim = _build_with_wrappers(config, teacher_ckpt,
+                                        {'student': dict(accumulative_counts=2)},
+                                        student_steps=4, student_batch_size=8)
+    model.train()
+    weights = state(model.student)
+    model.student_step(optim['student'])
+    # half a group: gradients are kept, the weights have not moved
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.student.parameters())
+    for k, v in state(model.student).items():
+        if 'running' not in k and 'num_batches' not in k:
+            torch.testing.assert_close(v, weights[k], rtol=0, atol=0, msg=k)
+    model.student_step(optim['student'])
+    assert any(not torch.equal(v, weights[k]) for k, v in state(model.student).items()
+               if 'running' not in k and 'num_batches' not in k)
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.student.parameters())
+    steps = []
+    optim['student'].optimizer.step = (lambda step: lambda *a, **k: (steps.append(1),
+                                                                     step(*a, **k)))(
+        optim['student'].optimizer.step)
+    model.train_step({}, optim)  # four student backwards: two updates
+    assert len(steps) == 2
+
+    with pytest.raises(ValueError, match=r'optim_wrapper\.synthesizer\.accumulative_counts=2: '
+                                         r'.*Remove the key.*optim_wrapper\.student'):
+        _build_with_wrappers(config, teacher_ckpt, {'synthesizer': dict(accumulative_counts=2)})
+    with pytest.raises(ValueError, match=r'optim_wrapper\.student\.accumulative_counts=3 must '
+                                         r'divide the 4 student updates per iteration'):
+        _build_with_wrappers(config, teacher_ckpt, {'student': dict(accumulative_counts=3)},
+                             student_steps=4)

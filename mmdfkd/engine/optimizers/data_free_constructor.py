@@ -17,6 +17,14 @@ class DataFreeOptimWrapperConstructor:
     the config switched off (the attribute is ``None``, e.g. DIP-KD without a primer) are
     skipped.
 
+    ``accumulative_counts`` (mmengine's gradient accumulation) is accepted only for the parts
+    the model lists in ``accumulation_steps_per_iter`` (a mapping of part name to its updates
+    per iteration, e.g. ``{'student': model.student_steps}``), and only when it divides that
+    number: each iteration then ends on a whole update, so a checkpoint never holds a
+    half-accumulated gradient and a resumed run takes the same steps. Other parts (generator,
+    meta and contrast-head updates that bypass ``update_params``, DIP-KD's one update per
+    iteration) would ignore the setting or break exact resume, so it is refused for them.
+
     Args:
         optim_wrapper_cfg (dict): Mapping of child-module name to optim-wrapper config.
         paramwise_cfg (dict, optional): Not supported at this level; set it per entry.
@@ -51,6 +59,29 @@ class DataFreeOptimWrapperConstructor:
                     f'optim_wrapper.{name}.type: AmpOptimWrapper (mixed precision) needs a '
                     'CUDA, NPU, MLU or MUSA device, and this machine has none; use '
                     "type='OptimWrapper' here.")
+            self._check_accumulation(model, name, cfg.get('accumulative_counts', 1))
             paramwise = cfg.pop('paramwise_cfg', None)
             wrappers[name] = DefaultOptimWrapperConstructor(cfg, paramwise)(submodule)
         return OptimWrapperDict(**wrappers)
+
+    @staticmethod
+    def _check_accumulation(model: nn.Module, name: str, counts: int) -> None:
+        key = f'optim_wrapper.{name}.accumulative_counts'
+        if not isinstance(counts, int) or isinstance(counts, bool) or counts < 1:
+            raise ValueError(f'{key} must be an int >= 1; got {counts!r}.')
+        if counts == 1:
+            return
+        steps = dict(getattr(model, 'accumulation_steps_per_iter', {}))
+        if name not in steps:
+            can = ', '.join(f'optim_wrapper.{n}' for n in steps) or 'none of its parts'
+            raise ValueError(
+                f'{key}={counts}: {type(model).__name__} cannot accumulate gradients for its '
+                f'{name} (its updates bypass update_params, or one per iteration would leave '
+                'half-accumulated gradients in checkpoints). Remove the key; a larger batch '
+                f'has the same effect. Parts that can accumulate: {can}.')
+        if steps[name] % counts:
+            raise ValueError(
+                f'{key}={counts} must divide the {steps[name]} {name} updates per iteration '
+                f'(model.{name}_steps), so that every iteration ends on a whole update and '
+                'resume is exact; set model.{0}_steps to a multiple of {1} or change {2}.'
+                .format(name, counts, key))

@@ -205,6 +205,13 @@ class DataFreeDistiller(BaseModel):
                     f'images of {tuple(image_shape)}: student {stages["student"]}; teacher '
                     f'{stages["teacher"]}.') from err
 
+    @property
+    def accumulation_steps_per_iter(self) -> dict[str, int]:
+        """Parts that may set ``accumulative_counts``, with their updates per iteration:
+        only the student goes through ``update_params`` (see
+        ``DataFreeOptimWrapperConstructor``)."""
+        return {'student': self.student_steps}
+
     # ------------------------------------------------------------------ teacher
     def init_weights(self) -> None:
         # The runner calls this before training; the teacher keeps its trained weights.
