@@ -3,12 +3,16 @@
 For a data-free config the student is evaluated; for a teacher config, the teacher.
 
     python tools/test.py CONFIG CHECKPOINT [--out results.json]
+    python tools/test.py CONFIG CHECKPOINT --out preds.pkl --out-item pred   # per-image scores
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis --interval 100     # drawn predictions
 """
 import argparse
 import json
 import os
 import os.path as osp
 import sys
+
+from mmengine.evaluator import DumpResults
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -17,12 +21,35 @@ from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
 from mmdfkd.engine.runner.checkpoint_loader import check_checkpoint_fits  # noqa: E402
 
 
+def enable_visualization(cfg, show_dir: str, interval: int) -> None:
+    """Switch the config's ``VisualizationHook`` on, drawing into ``show_dir``."""
+    if interval < 1:
+        raise SystemExit(f'--interval must be >= 1; got {interval}.')
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise SystemExit('--show-dir needs a VisualizationHook: add default_hooks.visualization='
+                         "dict(type='VisualizationHook') to the config (configs/_base_/"
+                         'default_runtime.py has one).')
+    # Small images (28-32 px) are enlarged so the drawn labels stay readable.
+    hook.setdefault('resize', 224)
+    hook.update(enable=True, out_dir=show_dir, interval=interval)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description='Test a model on the real test split')
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--work-dir', help='folder for the test logs')
-    parser.add_argument('--out', help='write the metrics as JSON here')
+    parser.add_argument('--out', help='write the metrics as JSON here (or, with --out-item '
+                        'pred, every image\'s prediction as a .pkl)')
+    parser.add_argument('--out-item', choices=['metrics', 'pred'], default='metrics',
+                        help='what --out holds: the metrics (JSON, the default) or the '
+                        'predictions (pickle of dicts with pred_score, pred_label, gt_label, '
+                        'as mmpretrain\'s tools/test.py dumps them)')
+    parser.add_argument('--show-dir', help='draw the prediction (and ground truth) on test '
+                        'images into this folder, as mmpretrain\'s tools/test.py does')
+    parser.add_argument('--interval', type=int, default=1,
+                        help='with --show-dir, draw every INTERVAL-th test image')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none')
@@ -37,12 +64,20 @@ def main() -> None:
     if cfg.get('teacher_ckpt') is not None and not osp.isfile(str(cfg.teacher_ckpt)):
         # The teacher's weights are inside the distillation checkpoint too.
         cfg.teacher_ckpt = args.checkpoint
+    if args.out_item == 'pred':
+        if not args.out or not args.out.endswith(('.pkl', '.pickle')):
+            raise SystemExit('--out-item pred dumps the predictions with pickle: give --out '
+                             'a .pkl or .pickle file.')
+    if args.show_dir is not None:
+        enable_visualization(cfg, args.show_dir, args.interval)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     runner = build_runner(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint, 'tools/test.py')
+    if args.out_item == 'pred':
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
-    if args.out:
+    if args.out and args.out_item == 'metrics':
         # The evaluation is done by now: a missing folder must not lose its numbers.
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:

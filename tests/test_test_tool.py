@@ -1,0 +1,56 @@
+"""tools/test.py as users call it: metrics, dumped predictions and drawn predictions."""
+import json
+import os.path as osp
+import pickle
+import subprocess
+import sys
+
+import torch
+
+from .conftest import ROOT, config_path, needs_fmnist, small_eval_options
+from .runner_utils import last_checkpoint, run_datafree
+
+CONFIG = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
+
+
+def _test_tool(*args: str) -> subprocess.CompletedProcess:
+    options = [f'{k}={v}' for k, v in small_eval_options(100).items()]
+    return subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), *args,
+                           '--cfg-options', *options],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+@needs_fmnist
+def test_test_tool_dumps_predictions_and_draws_them(teacher_ckpt, tmp_path):
+    run_datafree(CONFIG, str(tmp_path / 'run'), teacher_ckpt, max_iters=1)
+    ckpt = last_checkpoint(str(tmp_path / 'run'))
+    config = config_path(*CONFIG.split('/'))
+
+    metrics = _test_tool(config, ckpt, '--work-dir', str(tmp_path / 'm'),
+                         '--out', str(tmp_path / 'metrics.json'))
+    assert metrics.returncode == 0, metrics.stderr[-3000:]
+    top1 = json.loads((tmp_path / 'metrics.json').read_text())['accuracy/top1']
+
+    preds = _test_tool(config, ckpt, '--work-dir', str(tmp_path / 'p'),
+                       '--out', str(tmp_path / 'preds.pkl'), '--out-item', 'pred',
+                       '--show-dir', str(tmp_path / 'vis'), '--interval', '40')
+    assert preds.returncode == 0, preds.stderr[-3000:]
+    with open(tmp_path / 'preds.pkl', 'rb') as f:
+        results = pickle.load(f)
+    assert len(results) == 100
+    scores = torch.stack([r['pred_score'] for r in results])
+    labels = torch.cat([r['pred_label'] for r in results])
+    truth = torch.cat([r['gt_label'] for r in results])
+    torch.testing.assert_close(scores.sum(1), torch.ones(100))
+    assert torch.equal(scores.argmax(1), labels)
+    # the dumped predictions are the ones the metric was computed from
+    assert abs((labels == truth).float().mean().item() * 100 - top1) < 1e-3
+    # every 40th of the 100 test images, enlarged so the labels are readable
+    drawn = sorted(p.name for p in (tmp_path / 'vis').iterdir())
+    assert drawn == ['0_0.png', '40_0.png', '80_0.png']
+    import cv2
+    assert min(cv2.imread(str(tmp_path / 'vis' / '0_0.png')).shape[:2]) == 224
+
+    refused = _test_tool(config, ckpt, '--out', str(tmp_path / 'preds.json'),
+                         '--out-item', 'pred')
+    assert refused.returncode != 0 and '.pkl or .pickle' in refused.stderr
