@@ -22,7 +22,7 @@ def _test_tool(*args: str) -> subprocess.CompletedProcess:
 
 @needs_fmnist
 def test_test_tool_dumps_predictions_and_draws_them(teacher_ckpt, tmp_path):
-    run_datafree(CONFIG, str(tmp_path / 'run'), teacher_ckpt, max_iters=1)
+    runner = run_datafree(CONFIG, str(tmp_path / 'run'), teacher_ckpt, max_iters=1)
     ckpt = last_checkpoint(str(tmp_path / 'run'))
     config = config_path(*CONFIG.split('/'))
 
@@ -50,6 +50,24 @@ def test_test_tool_dumps_predictions_and_draws_them(teacher_ckpt, tmp_path):
     assert drawn == ['0_0.png', '40_0.png', '80_0.png']
     import cv2
     assert min(cv2.imread(str(tmp_path / 'vis' / '0_0.png')).shape[:2]) == 224
+
+    # --tta averages the student's scores on each image and its mirror image
+    tta = _test_tool(config, ckpt, '--work-dir', str(tmp_path / 't'), '--tta',
+                     '--out', str(tmp_path / 'tta.pkl'), '--out-item', 'pred')
+    assert tta.returncode == 0, tta.stderr[-3000:]
+    with open(tmp_path / 'tta.pkl', 'rb') as f:
+        tta_scores = torch.stack([r['pred_score'] for r in pickle.load(f)])
+    from mmdfkd.datasets.fashion_mnist import FashionMNISTIdx
+    test_split = FashionMNISTIdx(split='test', indices=100, lazy_init=False)
+    pixels = torch.stack([torch.from_numpy(test_split.get_data_info(i)['img'])
+                          for i in range(100)]).float().unsqueeze(1)
+    images = (torch.nn.functional.pad(pixels, (2, 2, 2, 2)) - 72.94) / 90.0
+    student = runner.model.student.eval()
+    with torch.no_grad():
+        plain = student(images, mode='tensor').softmax(1)
+        mirrored = student(images.flip(3), mode='tensor').softmax(1)
+    torch.testing.assert_close(plain, scores, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(tta_scores, (plain + mirrored) / 2, atol=1e-5, rtol=1e-4)
 
     refused = _test_tool(config, ckpt, '--out', str(tmp_path / 'preds.json'),
                          '--out-item', 'pred')

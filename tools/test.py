@@ -7,6 +7,7 @@ For a data-free config the student is evaluated; for a teacher config, the teach
     python tools/test.py CONFIG CHECKPOINT --show-dir vis --interval 100     # drawn predictions
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -19,6 +20,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmdfkd.apis import build_runner, load_config  # noqa: E402
 from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
 from mmdfkd.engine.runner.checkpoint_loader import check_checkpoint_fits  # noqa: E402
+from mmdfkd.registry import MODELS  # noqa: E402
 
 
 def enable_visualization(cfg, show_dir: str, interval: int) -> None:
@@ -33,6 +35,20 @@ def enable_visualization(cfg, show_dir: str, interval: int) -> None:
     # Small images (28-32 px) are enlarged so the drawn labels stay readable.
     hook.setdefault('resize', 224)
     hook.update(enable=True, out_dir=show_dir, interval=interval)
+
+
+def use_tta_pipeline(cfg) -> None:
+    """mmpretrain's default test-time augmentation unless the config sets its own: the
+    test pipeline's last step (``PackInputs``) becomes a ``TestTimeAug`` over the image and
+    its horizontal mirror, whose scores ``AverageClsScoreTTA`` averages."""
+    cfg.setdefault('tta_model', dict(type='mmpretrain.AverageClsScoreTTA'))
+    if 'tta_pipeline' not in cfg:
+        pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
+        pipeline[-1] = dict(type='TestTimeAug', transforms=[
+            [dict(type='RandomFlip', prob=1.0), dict(type='RandomFlip', prob=0.0)],
+            [pipeline[-1]]])
+        cfg.tta_pipeline = pipeline
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
 def main() -> None:
@@ -50,6 +66,10 @@ def main() -> None:
                         'images into this folder, as mmpretrain\'s tools/test.py does')
     parser.add_argument('--interval', type=int, default=1,
                         help='with --show-dir, draw every INTERVAL-th test image')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation: average the scores of each image and its '
+                        'mirror image (the config\'s tta_model / tta_pipeline when it has '
+                        'them), as mmpretrain\'s --tta does')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none')
@@ -70,10 +90,16 @@ def main() -> None:
                              'a .pkl or .pickle file.')
     if args.show_dir is not None:
         enable_visualization(cfg, args.show_dir, args.interval)
+    if args.tta:
+        use_tta_pipeline(cfg)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     runner = build_runner(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint, 'tools/test.py')
+    if args.tta:
+        # Wrapped after the build: the data-free runner builds and checks the distiller
+        # itself; mmengine loads the checkpoint through the wrapper into its module.
+        runner.model = MODELS.build(dict(cfg.tta_model, module=runner.model))
     if args.out_item == 'pred':
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
