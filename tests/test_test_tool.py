@@ -13,9 +13,9 @@ from .runner_utils import last_checkpoint, run_datafree
 CONFIG = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
 
 
-def _test_tool(*args: str) -> subprocess.CompletedProcess:
+def _test_tool(*args: str, tool: str = 'test.py') -> subprocess.CompletedProcess:
     options = [f'{k}={v}' for k, v in small_eval_options(100).items()]
-    return subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), *args,
+    return subprocess.run([sys.executable, osp.join(ROOT, 'tools', tool), *args,
                            '--cfg-options', *options],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
 
@@ -50,6 +50,22 @@ def test_test_tool_dumps_predictions_and_draws_them(teacher_ckpt, tmp_path):
     assert drawn == ['0_0.png', '40_0.png', '80_0.png']
     import cv2
     assert min(cv2.imread(str(tmp_path / 'vis' / '0_0.png')).shape[:2]) == 224
+
+    # the confusion matrix, counted from the dump and from a fresh test of the checkpoint
+    expected = torch.zeros(10, 10, dtype=torch.long)
+    for t, p in zip(truth.tolist(), labels.tolist()):
+        expected[t, p] += 1
+    for source, name in ((str(tmp_path / 'preds.pkl'), 'cm_pkl'), (ckpt, 'cm_ckpt')):
+        cm = _test_tool(config, source, '--work-dir', str(tmp_path / name),
+                        '--out', str(tmp_path / f'{name}.json'),
+                        '--show-path', str(tmp_path / f'{name}.png'),
+                        tool='analysis_tools/confusion_matrix.py')
+        assert cm.returncode == 0, cm.stderr[-3000:]
+        written = json.loads((tmp_path / f'{name}.json').read_text())
+        assert torch.equal(torch.tensor(written['confusion_matrix']), expected), name
+        assert abs(written['accuracy'] - top1) < 1e-3
+        assert written['classes'][6] == 'Shirt' and 'Shirt' in cm.stdout
+        assert (tmp_path / f'{name}.png').stat().st_size > 0
 
     # --tta averages the student's scores on each image and its mirror image
     tta = _test_tool(config, ckpt, '--work-dir', str(tmp_path / 't'), '--tta',

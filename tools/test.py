@@ -17,9 +17,9 @@ from mmengine.evaluator import DumpResults
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmdfkd.apis import build_runner, load_config  # noqa: E402
+from mmdfkd.apis import load_config  # noqa: E402
 from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
-from mmdfkd.engine.runner.checkpoint_loader import check_checkpoint_fits  # noqa: E402
+from mmdfkd.apis.evaluate import build_test_runner, prepare_test_config  # noqa: E402
 from mmdfkd.registry import MODELS  # noqa: E402
 
 
@@ -76,14 +76,10 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.config, cfg_options=args.cfg_options, launcher=args.launcher,
                       work_dir=args.work_dir)
-    missing = [k for k in ('test_dataloader', 'test_evaluator') if cfg.get(k) is None]
-    if missing:
-        raise SystemExit(f'{args.config} has no {" / ".join(missing)}: there is no real test '
-                         'split to evaluate on. Add them (e.g. from '
-                         'configs/_base_/datasets/cifar10_test_only.py).')
-    if cfg.get('teacher_ckpt') is not None and not osp.isfile(str(cfg.teacher_ckpt)):
-        # The teacher's weights are inside the distillation checkpoint too.
-        cfg.teacher_ckpt = args.checkpoint
+    try:
+        prepare_test_config(cfg, args.config, args.checkpoint)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     if args.out_item == 'pred':
         if not args.out or not args.out.endswith(('.pkl', '.pickle')):
             raise SystemExit('--out-item pred dumps the predictions with pickle: give --out '
@@ -92,10 +88,7 @@ def main() -> None:
         enable_visualization(cfg, args.show_dir, args.interval)
     if args.tta:
         use_tta_pipeline(cfg)
-    cfg.load_from = args.checkpoint
-    cfg.resume = False
-    runner = build_runner(cfg)
-    check_checkpoint_fits(runner.model, args.checkpoint, 'tools/test.py')
+    runner = build_test_runner(cfg, args.checkpoint, 'tools/test.py')
     if args.tta:
         # Wrapped after the build: the data-free runner builds and checks the distiller
         # itself; mmengine loads the checkpoint through the wrapper into its module.
