@@ -49,7 +49,11 @@ def test_test_tool_dumps_predictions_and_draws_them(teacher_ckpt, tmp_path):
     drawn = sorted(p.name for p in (tmp_path / 'vis').iterdir())
     assert drawn == ['0_0.png', '40_0.png', '80_0.png']
     import cv2
-    assert min(cv2.imread(str(tmp_path / 'vis' / '0_0.png')).shape[:2]) == 224
+    drawing = cv2.imread(str(tmp_path / 'vis' / '0_0.png'))
+    assert min(drawing.shape[:2]) == 224
+    # the garment in grey (below the label box), not in a colour map
+    garment = drawing[100:].astype(int)
+    assert garment.std() > 0 and (garment == garment[..., :1]).all()
 
     # the confusion matrix, counted from the dump and from a fresh test of the checkpoint
     expected = torch.zeros(10, 10, dtype=torch.long)

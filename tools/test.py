@@ -30,7 +30,7 @@ def enable_visualization(cfg, show_dir: str, interval: int) -> None:
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
         raise SystemExit('--show-dir needs a VisualizationHook: add default_hooks.visualization='
-                         "dict(type='VisualizationHook') to the config (configs/_base_/"
+                         "dict(type='PredictionVisualizationHook') to the config (configs/_base_/"
                          'default_runtime.py has one).')
     # Small images (28-32 px) are enlarged so the drawn labels stay readable.
     hook.setdefault('resize', 224)

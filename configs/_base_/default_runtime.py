@@ -7,7 +7,9 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='VisualizationHook', enable=False),
+    # mmpretrain's VisualizationHook, showing one-channel images in grey (tools/test.py
+    # --show-dir switches it on)
+    visualization=dict(type='PredictionVisualizationHook', enable=False),
 )
 
 env_cfg = dict(

@@ -1,5 +1,7 @@
+from .prediction_visualization_hook import PredictionVisualizationHook
 from .random_state_hook import RandomStateHook
 from .synthetic_visualization_hook import SyntheticVisualizationHook, per_class_grid
 from .timed_validation_hook import TimedValidationHook
 
-__all__ = ['RandomStateHook', 'SyntheticVisualizationHook', 'per_class_grid', 'TimedValidationHook']
+__all__ = ['PredictionVisualizationHook', 'RandomStateHook', 'SyntheticVisualizationHook',
+           'per_class_grid', 'TimedValidationHook']
