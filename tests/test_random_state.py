@@ -53,6 +53,9 @@ def _train(config: str, work: str, teacher_ckpt: str, resume: bool, opts: dict,
 @needs_fmnist
 @pytest.mark.parametrize('config, opts', [
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', {}),
+    # gradient accumulation: each iteration's student steps are whole groups
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py',
+     {'model.student_steps': 4, 'optim_wrapper.student.accumulative_counts': 2}),
     # a pool method: a resumed run must not re-synthesise its first batches
     (POOL_CONFIG, {'model.synthesizer.iterations': 2, 'model.warmup_iters': 0,
                    'model.student_steps': 2}),
