@@ -46,6 +46,10 @@ def test_data_free_run_logs_accuracy_at_the_mark(teacher_ckpt, tmp_path):
     assert not any('accuracy/top1@0.002s' in r for r in rows)
     assert seen_modes == [True, True, True], 'training must resume in train mode'
     assert runner.iter == 3
+    # LoggerHook files each validation under the iteration count (log_metric_by_epoch=False),
+    # not epoch 0: the mark's ran inside iteration 1, before mmengine counts it (runner.iter
+    # 0), and the regular one at val_interval 3 under 3.
+    assert [r['step'] for r in rows if 'accuracy/top1' in r] == [0, 3]
 
 
 @needs_fmnist

@@ -13,7 +13,10 @@ val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
+    # Training is counted in iterations, so validation metrics are logged at the iteration
+    # they were measured (mmengine's default files them all under epoch 0, which puts every
+    # accuracy of a run on one x value in scalars.json and TensorBoard).
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
                     save_last=True),
 )
