@@ -50,6 +50,11 @@ def test_data_free_run_logs_accuracy_at_the_mark(teacher_ckpt, tmp_path):
     # not epoch 0: the mark's ran inside iteration 1, before mmengine counts it (runner.iter
     # 0), and the regular one at val_interval 3 under 3.
     assert [r['step'] for r in rows if 'accuracy/top1' in r] == [0, 3]
+    # ValidationContextHook (datafree_runtime default): each validation record carries the
+    # teacher queries spent when it ran, the count of the iteration it ran in or after
+    spent = {r['step']: r['teacher_queries'] for r in rows if 'iter' in r}
+    assert [r['teacher_queries'] for r in rows if 'accuracy/top1' in r] == [spent[1], spent[3]]
+    assert 0 < spent[1] < spent[3]
 
 
 @needs_fmnist

@@ -19,6 +19,9 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
                     save_last=True),
+    # each validation record also holds the teacher queries spent so far (accuracy vs
+    # queries: tools/analysis_tools/analyze_logs.py plot_curve --x teacher_queries)
+    validation_context=dict(type='ValidationContextHook', keys=['teacher_queries']),
 )
 custom_hooks = [dict(type='SyntheticVisualizationHook', interval=1000)]
 log_processor = dict(by_epoch=False)
