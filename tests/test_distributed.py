@@ -1,5 +1,7 @@
 import os
 import os.path as osp
+import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -222,3 +224,39 @@ def test_budgeted_black_box_runs_are_refused_in_several_processes(teacher_ckpt, 
     cfg.model.teacher.checkpoint = teacher_ckpt
     with pytest.raises(ValueError, match=r'DIP-KD runs in one process .*this run has 2'):
         MODELS.build(cfg.model)
+
+
+@needs_fmnist
+def test_two_process_test_equals_one_process(teacher_ckpt, tmp_path):
+    """tools/dist_test.sh: each process scores its share of the test split and mmengine
+    gathers them; with an odd number of images the sampler pads one process's share, and the
+    padded copy must not reach the metric or the dump."""
+    from .runner_utils import last_checkpoint, run_datafree
+    config = osp.join(ROOT, 'configs', 'dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')
+    run_datafree('dfad/dfad_lenet5bn_lenet5half_fmnist.py', str(tmp_path / 'run'),
+                 teacher_ckpt, max_iters=1)
+    ckpt = last_checkpoint(str(tmp_path / 'run'))
+    options = ['--cfg-options'] + [f'{k}={v}' for k, v in small_eval_options(101).items()]
+    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1', PYTHON=sys.executable)
+    results = {}
+    for name, launch in (('one', [sys.executable, osp.join(ROOT, 'tools', 'test.py')]),
+                         ('two', ['bash', osp.join(ROOT, 'tools', 'dist_test.sh')])):
+        cmd = launch + [config, ckpt] + (['2'] if name == 'two' else []) + [
+            '--work-dir', str(tmp_path / name), '--out', str(tmp_path / f'{name}.pkl'),
+            '--out-item', 'pred'] + options
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
+                              cwd=ROOT)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-4000:]
+        assert 'missing keys' not in log
+        with open(tmp_path / f'{name}.pkl', 'rb') as f:
+            results[name] = (log, pickle.load(f))
+    assert 'Distributed training: True' in results['two'][0]
+    one, two = results['one'][1], results['two'][1]
+    assert len(one) == len(two) == 101
+    assert [r['sample_idx'] for r in two] == list(range(101))
+    for a, b in zip(one, two):
+        torch.testing.assert_close(a['pred_score'], b['pred_score'])
+    accuracy = [re.search(r'accuracy/top1: ([0-9.]+)', log).group(1)
+                for log, _ in results.values()]
+    assert accuracy[0] == accuracy[1]
