@@ -3,15 +3,16 @@
     python tools/analysis_tools/get_flops.py CONFIG [--shape C H W] [--out flops.json]
         [--cfg-options ...]
 
-Mirrors mmpretrain's tool of the same name (mmengine's ``get_model_complexity_info`` does the
-counting), for what a user of distillation asks: how much smaller and cheaper the student is
-than its teacher. The whole classifier is counted (backbone, neck and head; mmpretrain's tool
-counts the backbone only), on one image of the synthesizer's ``image_shape`` (or its
-generator's ``channels`` x ``img_size``) unless ``--shape`` is given. Weights are not loaded: the counts depend on the architecture alone,
-so no ``teacher_ckpt`` is needed. A teacher reached over HTTP or through a Python callable
-has no architecture here and is listed as not counted. One multiply-add counts as one FLOP,
-as in mmengine; operators mmengine has no counter for (batch norm among them) are left out,
-and its warnings name them.
+Mirrors mmpretrain's tool of the same name (mmengine's ``get_model_complexity_info`` does
+the counting), for what a user of distillation asks: how much smaller and cheaper the
+student is than its teacher. The whole classifier is counted (backbone, neck and head;
+mmpretrain's tool counts the backbone only), on one image of the synthesizer's
+``image_shape`` (or its generator's ``channels`` x ``img_size``) unless ``--shape`` is
+given. Weights are not loaded: the counts depend on the architecture alone, so no
+``teacher_ckpt`` is needed. A teacher reached over HTTP or through a Python callable has no
+architecture here and is listed as not counted. One multiply-add counts as one FLOP, as in
+mmengine; operators mmengine has no counter for (batch norm among them) are left out, and
+its warnings name them.
 """
 import argparse
 import json
