@@ -122,7 +122,7 @@ SUITES: dict[str, Suite] = {
                 'configs/dipkd/dipkd_labelmix_lenet5_lenet5_fmnist.py', serve=True),
             Row('dipkd-50k-texture', 'hard-label',
                 'configs/dipkd/dipkd_labelmix_texture_lenet5_lenet5_fmnist.py'),
-            # The best row again, with the teacher behind tools/serve_teacher.py.
+            # The texture row again, with the teacher behind tools/serve_teacher.py.
             Row('dipkd-50k-texture-remote', 'hard-label (HTTP)',
                 'configs/dipkd/dipkd_labelmix_texture_lenet5_lenet5_fmnist.py', serve=True),
             Row('dipkd-25k-texture', 'hard-label',
@@ -132,6 +132,9 @@ SUITES: dict[str, Suite] = {
             # The texture recipe with a width-4 primer that also teaches on free overlays.
             Row('dipkd-50k-wide-primer', 'hard-label',
                 'configs/dipkd/dipkd_wide_primer_lenet5_lenet5_fmnist.py'),
+            # The best row, with the teacher behind tools/serve_teacher.py.
+            Row('dipkd-50k-wide-primer-remote', 'hard-label (HTTP)',
+                'configs/dipkd/dipkd_wide_primer_lenet5_lenet5_fmnist.py', serve=True),
         )),
     # DiffDFKD on CPU: a small DDPM trained on sklearn digits (tools/train_ddpm.py) steered by
     # the LeNet-5-BN teacher of the fmnist suite.
