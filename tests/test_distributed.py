@@ -173,8 +173,13 @@ def test_pool_method_trains_and_resumes_in_two_processes(teacher_ckpt, tmp_path)
     per_process = int(first['state_dict']['teacher_queries'])
     # 2 inversion steps + labelling + 1 student step, 16 images each, per iteration
     assert per_process == 2 * 4 * 16
-    logged = [float(q) for q in re.findall(r'teacher_queries: ([0-9.]+)', log)]
+    logged = [float(q) for line in log.splitlines() if 'Iter(train)' in line
+              for q in re.findall(r'teacher_queries: ([0-9.]+)', line)]
     assert logged == [per_process, 2 * per_process]  # both processes, iterations 1 and 2
+    # the validation after iteration 2 is logged with the same count (ValidationContextHook)
+    validated = [float(q) for line in log.splitlines() if 'Iter(val)' in line
+                 for q in re.findall(r'teacher_queries: ([0-9.]+)', line)]
+    assert validated == [2 * per_process]
     pool = first['state_dict']['synthesizer.pool._extra_state']
     assert [name for name, _ in pool['batches']] == ['batch_r0_0000000.pt', 'batch_r0_0000001.pt']
     files = sorted(os.listdir(tmp_path / 'synthetic_pool'))
