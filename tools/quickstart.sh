@@ -4,9 +4,10 @@
 #   METHOD_CONFIG=configs/zskt/... bash tools/quickstart.sh   to pick another method
 # The default is the best white-box row of docs/benchmarks.md (DeepInversion from image
 # priors, student folded from the teacher's channels). From a fresh clone on the 2-core CPU
-# machine (2026-11-24) the teacher trained here reached 91.73 % and the student 85.72 %
-# (86.11 % on 2026-11-23, before building the teacher and validating stopped moving the
-# random streams), the teacher taking about 9 minutes and the distillation about 10.
+# machine (2026-11-24) the teacher trained here reached 91.44 % and the student 85.54 %,
+# the teacher taking about 4 minutes and the distillation about 9 (835 s in all). Earlier
+# runs, with the data loaded by worker processes and another teacher: 91.73 % / 85.72 %
+# in ~9 + ~10 minutes; 86.11 % on 2026-11-23.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
