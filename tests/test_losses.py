@@ -156,6 +156,30 @@ def test_bn_statistics_first_layer_weight_scales_only_the_first_layer_term():
         BNStatisticsLoss(first_layer_weight=-1.0)
 
 
+def test_bn_statistics_gaussian_kl_equals_a_hand_computed_value():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1, bias=False), torch.nn.BatchNorm2d(2))
+    net.eval()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([1.0, 2.0]).view(2, 1, 1, 1))
+        net[1].running_mean.copy_(torch.tensor([0.0, 1.0]))
+        net[1].running_var.copy_(torch.tensor([1.0, 4.0]))
+    net[1].eps = 0.0
+    # channel 0 sees x, channel 1 sees 2x; x has mean 1 and variance 1
+    x = torch.tensor([0.0, 2.0]).view(2, 1, 1, 1)
+    loss = BNStatisticsLoss(distance='gaussian_kl', loss_weight=2.0).bind(net)
+    net(x)
+    # KL(N(1, 1) || N(0, 1)) = 0.5; KL(N(2, 4) || N(1, 4)) = 0.5 * (1 / 4) = 0.125
+    assert loss().item() == pytest.approx(2.0 * (0.5 + 0.125))
+    # zero on the running statistics themselves, like the L2 distance
+    with torch.no_grad():
+        net[1].running_mean.copy_(torch.tensor([1.0, 2.0]))
+        net[1].running_var.copy_(torch.tensor([1.0, 4.0]))
+    net(x)
+    assert loss().item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="distance must be one of .*'l1'"):
+        BNStatisticsLoss(distance='l1')
+
+
 @pytest.mark.parametrize('loss', [KLDivergenceLoss, DecoupledKDLoss, StandardizedKLLoss,
                                   AdversarialDisagreementLoss])
 def test_a_temperature_that_is_not_positive_is_refused(loss):

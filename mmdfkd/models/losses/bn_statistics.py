@@ -11,7 +11,8 @@ from .contrastive import instance_channel_means
 class BNStatisticsLoss(nn.Module):
     """Distance between a batch's BN-input statistics and the teacher's running statistics.
 
-    ``sum_l ||mu_l(x) - running_mean_l||_2 + ||var_l(x) - running_var_l||_2`` over every
+    ``sum_l ||mu_l(x) - running_mean_l||_2 + ||var_l(x) - running_var_l||_2`` (or a Gaussian
+    KL, ``distance``) over every
     BatchNorm layer of the bound model. Call :meth:`bind` once with the teacher; forward hooks
     then keep a reference to each BN layer's latest input, and :meth:`forward` turns the
     inputs of the most recent teacher forward into the loss (so student-only steps pay nothing).
@@ -28,19 +29,31 @@ class BNStatisticsLoss(nn.Module):
         first_layer_weight (float): Extra multiplier of the first BN layer's term (the
             official DeepInversion code's ``first_bn_multiplier``, 10 for its ImageNet runs):
             the first layer's statistics are the closest to pixel statistics.
+        distance (str): ``'l2'`` (DeepInversion's norms above) or ``'gaussian_kl'``: per
+            layer ``sum_c KL(N(mu_c, var_c) || N(running_mean_c, running_var_c))``, which
+            divides every channel's deviation by its running variance, so low-variance
+            channels and layers count as much as high-variance ones. On the Fashion-MNIST
+            LeNet-5-BN teacher it lost 4 points (docs/benchmarks.md); it is there to try on
+            other teachers.
     """
 
+    DISTANCES = ('l2', 'gaussian_kl')
+
     def __init__(self, loss_weight: float = 1.0, momentum: float = 0.0,
-                 first_layer_weight: float = 1.0) -> None:
+                 first_layer_weight: float = 1.0, distance: str = 'l2') -> None:
         super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f'BNStatisticsLoss momentum must be in [0, 1), got {momentum}')
+        if distance not in self.DISTANCES:
+            raise ValueError(f'BNStatisticsLoss distance must be one of {self.DISTANCES}, '
+                             f'got {distance!r}')
         if first_layer_weight < 0:
             raise ValueError('BNStatisticsLoss first_layer_weight must be >= 0, got '
                              f'{first_layer_weight}')
         self.loss_weight = loss_weight
         self.momentum = momentum
         self.first_layer_weight = first_layer_weight
+        self.distance = distance
         self._last_stats: list[tuple[torch.Tensor, torch.Tensor]] = []
         # Plain lists, not ModuleLists: the BN layers belong to the teacher's state dict.
         self._layers: list[_BatchNorm] = []
@@ -109,8 +122,16 @@ class BNStatisticsLoss(nn.Module):
                 m = self.momentum
                 mean = (1 - m) * mean + m * getattr(self, f'ema_mean_{idx}')
                 var = (1 - m) * var + m * getattr(self, f'ema_var_{idx}')
-            term = torch.norm(mean - layer.running_mean, 2) + torch.norm(
-                var - layer.running_var, 2)
+            if self.distance == 'gaussian_kl':
+                # eps as in BatchNorm's own normalisation: a dead channel's zero variance
+                # would make the log infinite.
+                eps = layer.eps
+                v, rv = var + eps, layer.running_var + eps
+                term = 0.5 * (torch.log(rv / v) + (v + (mean - layer.running_mean) ** 2) / rv
+                              - 1).sum()
+            else:
+                term = torch.norm(mean - layer.running_mean, 2) + torch.norm(
+                    var - layer.running_var, 2)
             loss = loss + (self.first_layer_weight * term if idx == 0 else term)
         return self.loss_weight * loss
 
