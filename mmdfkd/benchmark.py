@@ -129,6 +129,9 @@ SUITES: dict[str, Suite] = {
                 'configs/dipkd/dipkd_25k_lenet5_lenet5_fmnist.py', LABELMIX_TEXTURE),
             Row('dipkd-100k-texture', 'hard-label',
                 'configs/dipkd/dipkd_100k_lenet5_lenet5_fmnist.py', LABELMIX_TEXTURE),
+            # The texture recipe on the 50-epoch schedule: same 50K queries, longer training.
+            Row('dipkd-50k-texture-long', 'hard-label',
+                'configs/dipkd/dipkd_50k_long_lenet5_lenet5_fmnist.py', LABELMIX_TEXTURE),
             # The texture recipe with a width-4 primer that also teaches on free overlays.
             Row('dipkd-50k-wide-primer', 'hard-label',
                 'configs/dipkd/dipkd_wide_primer_lenet5_lenet5_fmnist.py'),

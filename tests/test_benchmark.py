@@ -122,6 +122,12 @@ def test_labelmix_texture_options_reproduce_the_texture_config():
         assert row.model.synthesizer.num_images == images == row.model.teacher.query_budget
         assert row.model.synthesizer.texture_prob == 1.0
         assert row.model.synthesizer.label_mix_mode == 'overlay'
+    # The long row is the 50K texture recipe exactly, on the 50-epoch schedule.
+    long = Config.fromfile(osp.join(ROOT, bb['dipkd-50k-texture-long'].config))
+    long.merge_from_dict(options)
+    assert long.model.synthesizer.to_dict() == texture.model.synthesizer.to_dict()
+    assert long.model.phase_iters['primer'] == long.model.phase_iters['distill'] == 50 * 500
+    assert texture.model.phase_iters['distill'] == 20 * 500
 
 
 def test_blackbox_and_diffusion_suites_point_at_real_configs():
