@@ -163,7 +163,7 @@ def test_bn_statistics_gaussian_kl_equals_a_hand_computed_value():
         net[0].weight.copy_(torch.tensor([1.0, 2.0]).view(2, 1, 1, 1))
         net[1].running_mean.copy_(torch.tensor([0.0, 1.0]))
         net[1].running_var.copy_(torch.tensor([1.0, 4.0]))
-    net[1].eps = 0.0
+    net[1].eps = 1e-12  # (torch 2.11 refuses eps=0)
     # channel 0 sees x, channel 1 sees 2x; x has mean 1 and variance 1
     x = torch.tensor([0.0, 2.0]).view(2, 1, 1, 1)
     loss = BNStatisticsLoss(distance='gaussian_kl', loss_weight=2.0).bind(net)

@@ -68,6 +68,8 @@ class SyntheticVisualizationHook(Hook):
             images = synthesizer.sample(self.num_samples)
             labels = model.teacher(images, mode='tensor').argmax(1)
             num_classes = int(getattr(model.teacher.head, 'num_classes', int(labels.max()) + 1))
+        # Drawn on the CPU: the images may come from a GPU, the grid goes to an image file.
+        images, labels = images.cpu(), labels.cpu()
         grid = per_class_grid(images, labels, num_classes, self.per_class)
         # Undo the data preprocessor's normalisation to show real pixel values.
         pre = model.data_preprocessor
@@ -75,7 +77,7 @@ class SyntheticVisualizationHook(Hook):
             grid = grid * pre.std.view(-1, 1, 1).cpu() + pre.mean.view(-1, 1, 1).cpu()
         else:
             grid = (grid - grid.min()) / (grid.max() - grid.min() + 1e-8) * 255
-        img = grid.clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
+        img = grid.clamp(0, 255).byte().permute(1, 2, 0).numpy()
         if img.shape[2] == 1:
             img = img.repeat(3, axis=2)
         runner.visualizer.add_image('synthetic_per_class', img, step=step)

@@ -185,7 +185,8 @@ class BaseTeacher(nn.Module):
         if state.get('answers') is None:
             return
         raw = state['keys'].cpu().numpy().tobytes()
-        for i, answer in enumerate(state['answers']):
+        # The cache lives on the CPU (a GPU resume maps the checkpoint to the GPU).
+        for i, answer in enumerate(state['answers'].cpu()):
             self._cache[raw[20 * i:20 * (i + 1)]] = answer
 
     def extra_repr(self) -> str:

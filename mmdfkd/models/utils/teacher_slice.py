@@ -60,6 +60,13 @@ def _input_index(teacher_in: int, student_in: int,
     return torch.arange(student_in)
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device('cpu')
+
+
 @torch.no_grad()
 def init_student_from_teacher(student: nn.Module, teacher: nn.Module,
                               channel_order: str = 'magnitude', seed: int = 0) -> nn.Module:
@@ -90,6 +97,15 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module,
     if channel_order not in STUDENT_INIT_MODES:
         raise ValueError(f'channel_order must be one of {STUDENT_INIT_MODES}, got '
                          f'{channel_order!r}.')
+    devices = (_device_of(student), _device_of(teacher))
+    if devices != (torch.device('cpu'),) * 2:
+        # The slices' index tensors and the fold's seeded k-means live on the CPU: run them
+        # there, so a GPU run starts from exactly the student a CPU run gets, then move both
+        # models back (in place: the optimisers keep the same parameters).
+        init_student_from_teacher(student.cpu(), teacher.cpu(), channel_order, seed)
+        student.to(devices[0])
+        teacher.to(devices[1])
+        return student
     if channel_order == 'fold':
         fold_student_from_teacher(student, teacher, seed=seed)
         print_log(f'Student initialised from the teacher (channels folded, seed {seed}).',
