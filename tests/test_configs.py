@@ -52,7 +52,9 @@ def test_cifar_method_config_trains_an_iteration(config, tmp_path):
     runner = build_runner(cfg)
     runner.train()
     n = 100 if config.endswith('cifar100.py') else 10
-    assert runner.model.student(torch.randn(2, 3, 32, 32), mode='tensor').shape == (2, n)
+    device = next(runner.model.student.parameters()).device  # a GPU where the runner has one
+    assert runner.model.student(torch.randn(2, 3, 32, 32, device=device),
+                                mode='tensor').shape == (2, n)
     if uses_inversion_pool(config):
         assert len(runner.model.synthesizer.pool) == 4
     if 'dipkd' in config:  # every prior labelled once, within the budget

@@ -307,7 +307,7 @@ def test_cifar_config_trains_an_iteration_with_cam_loss(tiny_sd_pipeline, tmp_pa
     assert 'loss_cam' in logged and torch.isfinite(logged['loss_cam'])
     # the maps the loss reads during the ordinary forward are the models' final conv maps
     model = runner.model.eval()
-    images = torch.randn(2, 3, 32, 32)
+    images = torch.randn(2, 3, 32, 32, device=next(model.student.parameters()).device)
     with torch.no_grad():
         logits = model.student(images, mode='tensor')
         s_map = deepest_output(model._cam_recorders[0].outputs()[0])

@@ -36,7 +36,9 @@ def test_exported_student_is_a_plain_mmpretrain_model(teacher_ckpt, tmp_path):
     student.eval()
     trained = runner.model.student.eval()
     x = torch.randn(4, 1, 32, 32)
-    torch.testing.assert_close(student(x, mode='tensor'), trained(x, mode='tensor'))
+    device = next(trained.parameters()).device  # a GPU where the runner has one
+    torch.testing.assert_close(student(x, mode='tensor'),
+                               trained(x.to(device), mode='tensor').cpu())
 
     # mmengine's plain Runner tests it on the real test split (first 50 images).
     cfg.test_dataloader.dataset.indices = 50

@@ -108,8 +108,9 @@ def test_a_run_with_teacher_and_student_named_by_file_trains_and_exports(teacher
     runner.train()
     # The teacher is the file's LeNet-5-BN with the checkpoint's weights.
     state = torch.load(teacher_ckpt, weights_only=False)['state_dict']
-    torch.testing.assert_close(runner.model.teacher.state_dict()['backbone.conv1.0.weight'],
-                               state['backbone.conv1.0.weight'])
+    torch.testing.assert_close(
+        runner.model.teacher.state_dict()['backbone.conv1.0.weight'].cpu(),
+        state['backbone.conv1.0.weight'])
     # ...and the student the real-data baseline's LeNet-5-half (42 features into its head).
     assert runner.model.student.head.fc.in_features == 42
 
