@@ -2,8 +2,20 @@ import os
 import os.path as osp
 import sys
 
-import pytest
-import torch
+# The suite checks the contract CI runs on the CPU: bit-identical resume, gloo process
+# groups, CPU tensors fed to built models. On a machine with a GPU, mmengine would put every
+# runner on it (non-deterministic kernels break the exact-resume checks, NCCL needs one GPU
+# per process), so GPUs are hidden from the suite, its subprocesses included, unless
+# MMDFKD_TEST_DEVICE=cuda asks for them (tests/test_cuda.py runs only then). This must run
+# before torch first asks the driver for devices.
+TEST_DEVICE = os.environ.get('MMDFKD_TEST_DEVICE', 'cpu')
+if TEST_DEVICE not in ('cpu', 'cuda'):
+    raise ValueError(f"MMDFKD_TEST_DEVICE must be 'cpu' (default) or 'cuda', got '{TEST_DEVICE}'")
+if TEST_DEVICE == 'cpu':
+    os.environ['CUDA_VISIBLE_DEVICES'] = ''
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
