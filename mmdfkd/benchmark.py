@@ -90,6 +90,9 @@ SUITES: dict[str, Suite] = {
                 'configs/cpsc_dfkd/cpsc_dfkd_replay_lenet5bn_lenet5half_fmnist.py', FOLDED),
             Row('cpsc_dfkd-priors-folded', 'white-box',
                 'configs/cpsc_dfkd/cpsc_dfkd_priors_folded_lenet5bn_lenet5half_fmnist.py'),
+            Row('cpsc_dfkd-priors-folded-no_pseudo_ce', 'white-box',
+                'configs/cpsc_dfkd/'
+                'cpsc_dfkd_priors_folded_no_pseudo_ce_lenet5bn_lenet5half_fmnist.py'),
             # The priors row with DeepInversion's student diet: 20 steps per iteration, all
             # on pooled generator batches (fewer iterations to stay inside the budget).
             Row('cpsc_dfkd-priors-folded-pooled20', 'white-box',
