@@ -130,6 +130,40 @@ def test_labelmix_texture_options_reproduce_the_texture_config():
     assert texture.model.phase_iters['distill'] == 20 * 500
 
 
+
+def test_cpsc_ablation_rows_switch_off_only_what_they_name():
+    """Issue 5's ablations are the paper's config with one component removed; an option
+    with a typo in its key would silently ablate nothing (merge_from_dict adds new keys)."""
+    import argparse
+
+    from mmengine.config import Config, DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    rows = {r.method: r for r in SUITES['fmnist'].rows}
+    paper = Config.fromfile(osp.join(ROOT, rows['cpsc_dfkd'].config)).model.to_dict()
+    assert paper['pseudo_label_loss'] is not None and paper['synthesizer']['contrastive']
+
+    def ablated(method: str) -> dict:
+        cfg = Config.fromfile(osp.join(ROOT, rows[method].config))
+        cfg.merge_from_dict(parser.parse_args(
+            ['--cfg-options', *rows[method].cfg_options]).cfg_options)
+        model = cfg.model.to_dict()
+        assert model.keys() == paper.keys()
+        assert model['synthesizer'].keys() == paper['synthesizer'].keys()
+        return model
+
+    no_ce = ablated('cpsc_dfkd-no_pseudo_ce')
+    assert no_ce['pseudo_label_loss'] is None
+    assert {**no_ce, 'pseudo_label_loss': paper['pseudo_label_loss']} == paper
+    no_contrast = ablated('cpsc_dfkd-no_contrast')
+    assert no_contrast['synthesizer']['contrastive'] is None
+    assert {k: v for k, v in no_contrast['synthesizer'].items() if k != 'contrastive'} == \
+        {k: v for k, v in paper['synthesizer'].items() if k != 'contrastive'}
+    no_cond = ablated('cpsc_dfkd-no_cond')
+    assert no_cond['synthesizer']['generator']['num_classes'] is None
+    assert no_cond['synthesizer']['class_ce_weight'] == 0
+    assert no_cond['pseudo_label_loss'] is None
+
 def test_blackbox_and_diffusion_suites_point_at_real_configs():
     bb = {r.method: r for r in SUITES['fmnist-blackbox'].rows}
     assert {'naive-kd-noise', 'dipkd-50k', 'dipkd-100k', 'dipkd-50k-remote'} <= set(bb)
