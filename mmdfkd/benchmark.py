@@ -104,6 +104,11 @@ SUITES: dict[str, Suite] = {
                 'configs/cpsc_dfkd/'
                 'cpsc_dfkd_priors_folded_no_pseudo_ce_lenet5bn_lenet5half_fmnist.py',
                 ('model.synthesizer.class_ce_weight=0.2', )),
+            # The same with 10 student steps per generator step instead of 5: each fresh
+            # generator batch is learnt from twice as often, half of every student batch
+            # still fresh (docs/benchmarks.md, CPSC-DFKD).
+            Row('cpsc_dfkd-priors-folded-no_pseudo_ce-steps10', 'white-box',
+                'configs/cpsc_dfkd/cpsc_dfkd_priors_folded_steps10_lenet5bn_lenet5half_fmnist.py'),
             # The priors row with DeepInversion's student diet: 20 steps per iteration, all
             # on pooled generator batches (fewer iterations to stay inside the budget).
             Row('cpsc_dfkd-priors-folded-pooled20', 'white-box',

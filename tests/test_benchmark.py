@@ -164,6 +164,21 @@ def test_cpsc_ablation_rows_switch_off_only_what_they_name():
     assert no_cond['synthesizer']['class_ce_weight'] == 0
     assert no_cond['pseudo_label_loss'] is None
 
+def test_cpsc_steps10_row_changes_only_the_student_steps():
+    """The steps10 row is the best CPSC row with 10 student steps instead of 5 and nothing
+    else: a wrong ``_base_`` would compare it against a different recipe."""
+    from mmengine.config import Config
+    rows = {r.method: r for r in SUITES['fmnist'].rows}
+    base = Config.fromfile(osp.join(
+        ROOT, rows['cpsc_dfkd-priors-folded-no_pseudo_ce'].config)).to_dict()
+    steps10 = Config.fromfile(osp.join(
+        ROOT, rows['cpsc_dfkd-priors-folded-no_pseudo_ce-steps10'].config)).to_dict()
+    assert not rows['cpsc_dfkd-priors-folded-no_pseudo_ce-steps10'].cfg_options
+    assert (base['model']['student_steps'], steps10['model']['student_steps']) == (5, 10)
+    steps10['model']['student_steps'] = 5
+    assert steps10 == base
+
+
 def test_blackbox_and_diffusion_suites_point_at_real_configs():
     bb = {r.method: r for r in SUITES['fmnist-blackbox'].rows}
     assert {'naive-kd-noise', 'dipkd-50k', 'dipkd-100k', 'dipkd-50k-remote'} <= set(bb)
