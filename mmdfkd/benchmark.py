@@ -109,6 +109,11 @@ SUITES: dict[str, Suite] = {
             # still fresh (docs/benchmarks.md, CPSC-DFKD).
             Row('cpsc_dfkd-priors-folded-no_pseudo_ce-steps10', 'white-box',
                 'configs/cpsc_dfkd/cpsc_dfkd_priors_folded_steps10_lenet5bn_lenet5half_fmnist.py'),
+            # The steps10 row with a generator that sees the prior it edits
+            # (ConditionalImageEditor instead of the DCGAN inside PriorResidualGenerator).
+            Row('cpsc_dfkd-priors-editor-folded-steps10', 'white-box',
+                'configs/cpsc_dfkd/'
+                'cpsc_dfkd_priors_editor_folded_steps10_lenet5bn_lenet5half_fmnist.py'),
             # The priors row with DeepInversion's student diet: 20 steps per iteration, all
             # on pooled generator batches (fewer iterations to stay inside the budget).
             Row('cpsc_dfkd-priors-folded-pooled20', 'white-box',

@@ -179,6 +179,22 @@ def test_cpsc_steps10_row_changes_only_the_student_steps():
     assert steps10 == base
 
 
+def test_cpsc_editor_row_changes_only_the_inner_generator():
+    """The editor row is the steps10 row with a ConditionalImageEditor inside the
+    PriorResidualGenerator and nothing else (same terms, weights, schedule, priors)."""
+    from mmengine.config import Config
+    rows = {r.method: r for r in SUITES['fmnist'].rows}
+    steps10 = Config.fromfile(osp.join(
+        ROOT, rows['cpsc_dfkd-priors-folded-no_pseudo_ce-steps10'].config)).to_dict()
+    editor = Config.fromfile(osp.join(
+        ROOT, rows['cpsc_dfkd-priors-editor-folded-steps10'].config)).to_dict()
+    assert not rows['cpsc_dfkd-priors-editor-folded-steps10'].cfg_options
+    inner = editor['model']['synthesizer']['generator']['generator']
+    assert inner['type'] == 'ConditionalImageEditor' and inner['num_classes'] == 10
+    inner.update(type='DCGANGenerator')
+    assert editor == steps10
+
+
 def test_blackbox_and_diffusion_suites_point_at_real_configs():
     bb = {r.method: r for r in SUITES['fmnist-blackbox'].rows}
     assert {'naive-kd-noise', 'dipkd-50k', 'dipkd-100k', 'dipkd-50k-remote'} <= set(bb)

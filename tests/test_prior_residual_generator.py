@@ -78,3 +78,53 @@ def test_plain_generators_keep_gaussian_codes():
                               ngf=4))
     z = sample_latent(dcgan, 512)
     assert z.shape == (512, 8) and abs(z.mean().item()) < 0.1 and abs(z.std().item() - 1) < 0.1
+
+
+def _editor_generator(num_classes=3):
+    return MODELS.build(dict(
+        type='PriorResidualGenerator', residual_scale=0.3, prior=PRIOR,
+        generator=dict(type='ConditionalImageEditor', latent_dim=8, img_size=16, channels=1,
+                       ngf=4, num_classes=num_classes)))
+
+
+def test_image_editor_residual_depends_on_the_prior_it_edits():
+    gen = _editor_generator().eval()
+    with torch.no_grad():
+        for m in gen.modules():
+            if hasattr(m, 'gamma') and isinstance(m.gamma, torch.nn.Embedding):
+                m.gamma.weight.uniform_(0.5, 2.0)
+                m.beta.weight.normal_()
+    z = sample_latent(gen, 8)
+    labels = torch.arange(8) % 3
+    priors = z[:, :256].view(8, 1, 16, 16)
+    out = gen(z, labels)
+    residual = gen.inner(z[:, 256:], labels, image=priors)
+    torch.testing.assert_close(out, priors + 0.3 * residual)
+    # same noise and labels, other priors: the residual changes (a DCGANGenerator inside
+    # would give the same residual whatever the prior)
+    other = sample_latent(gen, 8)
+    other[:, 256:] = z[:, 256:]
+    other_residual = (gen(other, labels) - other[:, :256].view(8, 1, 16, 16)) / 0.3
+    assert (other_residual - residual).abs().mean() > 1e-2
+    # same prior and noise, other labels: the residual changes too
+    assert (gen(z, (labels + 1) % 3) - out).abs().mean() > 1e-3
+    # gradients reach the editor's weights and the prior's pixels
+    gen.train()
+    zg = z.clone().requires_grad_(True)
+    gen(zg, labels).pow(2).sum().backward()
+    assert zg.grad[:, :256].abs().sum() > 0
+    assert all(p.grad is not None for p in gen.inner.parameters())
+
+
+def test_image_editor_errors_name_the_fix():
+    editor = MODELS.build(dict(type='ConditionalImageEditor', latent_dim=8, img_size=16,
+                               channels=1, ngf=4, num_classes=3))
+    z = torch.randn(2, 8)
+    with pytest.raises(ValueError, match='image='):
+        editor(z, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r'\(1, 16, 16\)'):
+        editor(z, torch.zeros(2, dtype=torch.long), image=torch.randn(2, 1, 8, 8))
+    with pytest.raises(ValueError, match='labels'):
+        editor(z, image=torch.randn(2, 1, 16, 16))
+    with pytest.raises(ValueError, match='even'):
+        MODELS.build(dict(type='ConditionalImageEditor', img_size=15, channels=1))

@@ -1,5 +1,6 @@
 from .base import BaseSynthesizer, PooledSynthesizer
-from .generator import DCGANGenerator, PriorResidualGenerator, sample_latent
+from .generator import (ConditionalImageEditor, DCGANGenerator, PriorResidualGenerator,
+                        sample_latent)
 from .data_pool import SyntheticDataPool
 from .generator_synthesizer import GeneratorSynthesizer
 from .generative_inversion_synthesizer import GenerativeInversionSynthesizer
@@ -10,6 +11,7 @@ from .diffusion_synthesizer import DiffusionSynthesizer
 
 __all__ = [
     'BaseSynthesizer', 'PooledSynthesizer', 'GenerativeInversionSynthesizer', 'DCGANGenerator',
+    'ConditionalImageEditor',
     'PriorResidualGenerator', 'sample_latent',
     'GeneratorSynthesizer', 'InversionSynthesizer', 'SyntheticDataPool',
     'ImagePriorSynthesizer', 'InstanceContrastRefiner', 'DiffusionSynthesizer',

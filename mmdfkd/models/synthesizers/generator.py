@@ -111,6 +111,98 @@ class DCGANGenerator(BaseModule):
 
 
 @MODELS.register_module()
+class ConditionalImageEditor(BaseModule):
+    """A class-conditional image-to-image generator (our addition): draws a residual for a
+    given image, a noise vector and a label, ``forward(z, labels, image)``.
+
+    :class:`PriorResidualGenerator` with a :class:`DCGANGenerator` inside adds the same
+    kind of class texture to every prior, whatever the prior looks like. This network sees
+    the prior, so it can learn per-image edits (an amortised version of DeepInversion's
+    per-image pixel steps):
+    ``image -> Conv3x3 -> BN -> LReLU`` (full size, kept as a skip),
+    ``-> Conv4x4/2 -> BN -> LReLU`` (half size), concatenated with the projected noise,
+    ``-> Conv3x3 -> BN -> LReLU -> Upsample x2 -> Conv3x3 -> BN -> LReLU``, concatenated with
+    the skip, ``-> Conv3x3 -> Tanh -> BN``. With ``num_classes`` every BN is a
+    :class:`ConditionalBatchNorm2d` and the noise is multiplied by a label embedding, as in
+    the conditional :class:`DCGANGenerator`; the last BN keeps the output about unit
+    variance, so ``residual_scale`` means the same for both.
+
+    Args:
+        latent_dim (int): Size of the noise vector.
+        img_size (int): Height/width of the images it edits; must be even.
+        channels (int): Image channels (input and output).
+        ngf (int): Base width; the half-size layers have ``2 * ngf`` channels.
+        num_classes (int, optional): Make the editor conditional on labels.
+    """
+
+    #: tells :class:`PriorResidualGenerator` to pass the image it edits
+    edits_image = True
+
+    def __init__(self, latent_dim: int = 100, img_size: int = 32, channels: int = 3,
+                 ngf: int = 32, num_classes: int | None = None,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if img_size % 2:
+            raise ValueError(f'ConditionalImageEditor img_size must be even, got {img_size}')
+        self.latent_dim, self.img_size, self.channels = latent_dim, img_size, channels
+        self.num_classes = num_classes
+        self.half_size = img_size // 2
+        self.label_embedding = (nn.Embedding(num_classes, latent_dim)
+                                if num_classes else None)
+
+        def norm(c: int, affine: bool = True) -> nn.Module:
+            if num_classes:
+                return ConditionalBatchNorm2d(c, num_classes)
+            return nn.BatchNorm2d(c, affine=affine)
+
+        self.project = nn.Linear(latent_dim, ngf * self.half_size**2)
+        self.encode_full = nn.ModuleList([
+            nn.Conv2d(channels, ngf, 3, 1, 1, bias=False), norm(ngf),
+            nn.LeakyReLU(0.2, inplace=True)])
+        self.encode_half = nn.ModuleList([
+            nn.Conv2d(ngf, 2 * ngf, 4, 2, 1, bias=False), norm(2 * ngf),
+            nn.LeakyReLU(0.2, inplace=True)])
+        self.decode_half = nn.ModuleList([
+            nn.Conv2d(3 * ngf, 2 * ngf, 3, 1, 1, bias=False), norm(2 * ngf),
+            nn.LeakyReLU(0.2, inplace=True), nn.Upsample(scale_factor=2),
+            nn.Conv2d(2 * ngf, ngf, 3, 1, 1, bias=False), norm(ngf),
+            nn.LeakyReLU(0.2, inplace=True)])
+        self.decode_full = nn.ModuleList([
+            nn.Conv2d(2 * ngf, channels, 3, 1, 1), nn.Tanh(), norm(channels, affine=False)])
+
+    @property
+    def conditional(self) -> bool:
+        return self.label_embedding is not None
+
+    @staticmethod
+    def _run(layers: nn.ModuleList, x: torch.Tensor,
+             labels: torch.Tensor | None) -> torch.Tensor:
+        for layer in layers:
+            x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        return x
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                image: torch.Tensor | None = None) -> torch.Tensor:
+        if image is None:
+            raise ValueError('ConditionalImageEditor edits an image: call it with image= '
+                             '(use it inside PriorResidualGenerator, which passes the prior).')
+        expected = (self.channels, self.img_size, self.img_size)
+        if tuple(image.shape[1:]) != expected:
+            raise ValueError(f'ConditionalImageEditor expects images of shape {expected}, '
+                             f'got {tuple(image.shape[1:])}')
+        if self.conditional:
+            if labels is None:
+                raise ValueError('this ConditionalImageEditor is class-conditional '
+                                 f'(num_classes={self.num_classes}): call it with labels.')
+            z = z * self.label_embedding(labels)
+        noise_map = self.project(z).view(z.size(0), -1, self.half_size, self.half_size)
+        full = self._run(self.encode_full, image, labels)
+        half = self._run(self.encode_half, full, labels)
+        half = self._run(self.decode_half, torch.cat([half, noise_map], 1), labels)
+        return self._run(self.decode_full, torch.cat([half, full], 1), labels)
+
+
+@MODELS.register_module()
 class PriorResidualGenerator(BaseModule):
     """A generator whose samples are DIP-KD image priors plus a learned residual (our
     addition): ``G(z) = prior + residual_scale * inner(noise[, labels])``.
@@ -167,9 +259,11 @@ class PriorResidualGenerator(BaseModule):
                              f'(prior {self.prior_dim} + noise {self.noise_dim}), got '
                              f'{z.size(1)}; draw them with sample_latent().')
         priors, noise = z.split([self.prior_dim, self.noise_dim], 1)
-        residual = self.inner(noise, labels) if self.conditional else self.inner(noise)
-        return priors.view(-1, self.channels, self.img_size, self.img_size) + \
-            self.residual_scale * residual
+        priors = priors.view(-1, self.channels, self.img_size, self.img_size)
+        inner_kwargs = {'image': priors} if getattr(self.inner, 'edits_image', False) else {}
+        residual = (self.inner(noise, labels, **inner_kwargs) if self.conditional
+                    else self.inner(noise, **inner_kwargs))
+        return priors + self.residual_scale * residual
 
 
 def sample_latent(generator: nn.Module, n: int,
