@@ -164,16 +164,20 @@ def test_cpsc_ablation_rows_switch_off_only_what_they_name():
     assert no_cond['synthesizer']['class_ce_weight'] == 0
     assert no_cond['pseudo_label_loss'] is None
 
+def _fmnist_row_config(method: str) -> dict:
+    """The config a row of the fmnist suite runs, as a dict; the row must pass no options,
+    so the config file alone is the recipe."""
+    from mmengine.config import Config
+    row = {r.method: r for r in SUITES['fmnist'].rows}[method]
+    assert not row.cfg_options, method
+    return Config.fromfile(osp.join(ROOT, row.config)).to_dict()
+
+
 def test_cpsc_steps10_row_changes_only_the_student_steps():
     """The steps10 row is the best CPSC row with 10 student steps instead of 5 and nothing
     else: a wrong ``_base_`` would compare it against a different recipe."""
-    from mmengine.config import Config
-    rows = {r.method: r for r in SUITES['fmnist'].rows}
-    base = Config.fromfile(osp.join(
-        ROOT, rows['cpsc_dfkd-priors-folded-no_pseudo_ce'].config)).to_dict()
-    steps10 = Config.fromfile(osp.join(
-        ROOT, rows['cpsc_dfkd-priors-folded-no_pseudo_ce-steps10'].config)).to_dict()
-    assert not rows['cpsc_dfkd-priors-folded-no_pseudo_ce-steps10'].cfg_options
+    base = _fmnist_row_config('cpsc_dfkd-priors-folded-no_pseudo_ce')
+    steps10 = _fmnist_row_config('cpsc_dfkd-priors-folded-no_pseudo_ce-steps10')
     assert (base['model']['student_steps'], steps10['model']['student_steps']) == (5, 10)
     steps10['model']['student_steps'] = 5
     assert steps10 == base
@@ -182,13 +186,8 @@ def test_cpsc_steps10_row_changes_only_the_student_steps():
 def test_cpsc_editor_row_changes_only_the_inner_generator():
     """The editor row is the steps10 row with a ConditionalImageEditor inside the
     PriorResidualGenerator and nothing else (same terms, weights, schedule, priors)."""
-    from mmengine.config import Config
-    rows = {r.method: r for r in SUITES['fmnist'].rows}
-    steps10 = Config.fromfile(osp.join(
-        ROOT, rows['cpsc_dfkd-priors-folded-no_pseudo_ce-steps10'].config)).to_dict()
-    editor = Config.fromfile(osp.join(
-        ROOT, rows['cpsc_dfkd-priors-editor-folded-steps10'].config)).to_dict()
-    assert not rows['cpsc_dfkd-priors-editor-folded-steps10'].cfg_options
+    steps10 = _fmnist_row_config('cpsc_dfkd-priors-folded-no_pseudo_ce-steps10')
+    editor = _fmnist_row_config('cpsc_dfkd-priors-editor-folded-steps10')
     inner = editor['model']['synthesizer']['generator']['generator']
     assert inner['type'] == 'ConditionalImageEditor' and inner['num_classes'] == 10
     inner.update(type='DCGANGenerator')

@@ -16,6 +16,16 @@ def _generator(num_classes=None, residual_scale=0.3, img_size=16):
                        ngf=4, num_classes=num_classes)))
 
 
+def _randomise_class_affines(gen):
+    """Class-conditional BNs start as the identity for every class; give each class its own
+    scale and shift so that conditioning shows in the output."""
+    with torch.no_grad():
+        for m in gen.modules():
+            if hasattr(m, 'gamma') and isinstance(m.gamma, torch.nn.Embedding):
+                m.gamma.weight.uniform_(0.5, 2.0)
+                m.beta.weight.normal_()
+
+
 def test_latent_carries_the_prior_and_output_is_prior_plus_scaled_residual():
     gen = _generator(residual_scale=0.3).eval()
     assert gen.latent_dim == 16 * 16 + 8
@@ -50,11 +60,7 @@ def test_fresh_priors_per_draw_and_gradients_reach_the_prior_pixels():
 def test_conditional_inner_generator_gets_the_labels():
     gen = _generator(num_classes=3)
     assert gen.conditional and gen.num_classes == 3
-    with torch.no_grad():
-        for m in gen.modules():
-            if hasattr(m, 'gamma') and isinstance(m.gamma, torch.nn.Embedding):
-                m.gamma.weight.uniform_(0.5, 2.0)
-                m.beta.weight.normal_()
+    _randomise_class_affines(gen)
     z = sample_latent(gen, 16)
     a = gen(z, torch.zeros(16, dtype=torch.long))
     b = gen(z, torch.full((16, ), 2))
@@ -89,11 +95,7 @@ def _editor_generator(num_classes=3):
 
 def test_image_editor_residual_depends_on_the_prior_it_edits():
     gen = _editor_generator().eval()
-    with torch.no_grad():
-        for m in gen.modules():
-            if hasattr(m, 'gamma') and isinstance(m.gamma, torch.nn.Embedding):
-                m.gamma.weight.uniform_(0.5, 2.0)
-                m.beta.weight.normal_()
+    _randomise_class_affines(gen)
     z = sample_latent(gen, 8)
     labels = torch.arange(8) % 3
     priors = z[:, :256].view(8, 1, 16, 16)

@@ -35,8 +35,55 @@ class ConditionalBatchNorm2d(nn.Module):
         return out * self.gamma(labels)[:, :, None, None] + self.beta(labels)[:, :, None, None]
 
 
+class _LabelConditionedGenerator(BaseModule):
+    """What the DCGAN and the image editor share: noise (times a label embedding when
+    class-conditional) and BN layers that are :class:`ConditionalBatchNorm2d` when
+    ``num_classes`` is given."""
+
+    def __init__(self, latent_dim: int, img_size: int, channels: int,
+                 num_classes: int | None, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.latent_dim, self.img_size, self.channels = latent_dim, img_size, channels
+        self.num_classes = num_classes
+        self.label_embedding: nn.Embedding | None = None
+
+    def _make_label_embedding(self) -> None:
+        # called by each subclass where it always built it: the order in which modules
+        # are created sets their initial weights under a seed, and recorded runs rely on it
+        if self.num_classes:
+            self.label_embedding = nn.Embedding(self.num_classes, self.latent_dim)
+
+    def _norm(self, c: int, affine: bool = True) -> nn.Module:
+        if self.num_classes:
+            return ConditionalBatchNorm2d(c, self.num_classes)
+        return nn.BatchNorm2d(c, affine=affine)
+
+    @property
+    def conditional(self) -> bool:
+        return self.label_embedding is not None
+
+    def sample_latent(self, n: int, device: torch.device | str = 'cpu') -> torch.Tensor:
+        """``n`` latent codes ``z ~ N(0, I)``."""
+        return torch.randn(n, self.latent_dim, device=device)
+
+    def _embed_labels(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if not self.conditional:
+            return z
+        if labels is None:
+            raise ValueError(f'this {type(self).__name__} is class-conditional (num_classes='
+                             f'{self.num_classes}): call it with labels.')
+        return z * self.label_embedding(labels)
+
+    @staticmethod
+    def _run(layers: nn.ModuleList, x: torch.Tensor,
+             labels: torch.Tensor | None) -> torch.Tensor:
+        for layer in layers:
+            x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        return x
+
+
 @MODELS.register_module()
-class DCGANGenerator(BaseModule):
+class DCGANGenerator(_LabelConditionedGenerator):
     """DCGAN-style generator used by DAFL, DFAD, ZSKT, CMI, Fast-DFKD and CPSC-DFKD.
 
     ``z -> Linear -> (2*ngf) x s x s -> BN -> [Upsample x2, Conv3x3, BN, LeakyReLU] x2 ->
@@ -59,22 +106,14 @@ class DCGANGenerator(BaseModule):
     def __init__(self, latent_dim: int = 100, img_size: int = 32, channels: int = 3,
                  ngf: int = 64, num_classes: int | None = None,
                  init_cfg: dict | None = None) -> None:
-        super().__init__(init_cfg=init_cfg)
         if img_size % 4:
             raise ValueError(f'DCGANGenerator img_size must be divisible by 4, got {img_size}')
-        self.latent_dim, self.img_size, self.channels = latent_dim, img_size, channels
-        self.num_classes = num_classes
+        super().__init__(latent_dim, img_size, channels, num_classes, init_cfg=init_cfg)
         self.init_size = img_size // 4
         # (a Sequential, a ModuleList below: state-dict keys of earlier checkpoints stay valid)
         self.project = nn.Sequential(nn.Linear(latent_dim, 2 * ngf * self.init_size**2))
-        self.label_embedding = (nn.Embedding(num_classes, latent_dim)
-                                if num_classes else None)
-
-        def norm(c: int, affine: bool = True) -> nn.Module:
-            if num_classes:
-                return ConditionalBatchNorm2d(c, num_classes)
-            return nn.BatchNorm2d(c, affine=affine)
-
+        self._make_label_embedding()
+        norm = self._norm
         self.body = nn.ModuleList([
             norm(2 * ngf),
             nn.Upsample(scale_factor=2),
@@ -90,28 +129,14 @@ class DCGANGenerator(BaseModule):
             norm(channels, affine=False),
         ])
 
-    @property
-    def conditional(self) -> bool:
-        return self.label_embedding is not None
-
-    def sample_latent(self, n: int, device: torch.device | str = 'cpu') -> torch.Tensor:
-        """``n`` latent codes ``z ~ N(0, I)``."""
-        return torch.randn(n, self.latent_dim, device=device)
-
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.conditional:
-            if labels is None:
-                raise ValueError('this DCGANGenerator is class-conditional (num_classes='
-                                 f'{self.num_classes}): call it with labels.')
-            z = z * self.label_embedding(labels)
+        z = self._embed_labels(z, labels)
         x = self.project(z).view(z.size(0), -1, self.init_size, self.init_size)
-        for layer in self.body:
-            x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
-        return x
+        return self._run(self.body, x, labels)
 
 
 @MODELS.register_module()
-class ConditionalImageEditor(BaseModule):
+class ConditionalImageEditor(_LabelConditionedGenerator):
     """A class-conditional image-to-image generator (our addition): draws a residual for a
     given image, a noise vector and a label, ``forward(z, labels, image)``.
 
@@ -141,20 +166,12 @@ class ConditionalImageEditor(BaseModule):
     def __init__(self, latent_dim: int = 100, img_size: int = 32, channels: int = 3,
                  ngf: int = 32, num_classes: int | None = None,
                  init_cfg: dict | None = None) -> None:
-        super().__init__(init_cfg=init_cfg)
         if img_size % 2:
             raise ValueError(f'ConditionalImageEditor img_size must be even, got {img_size}')
-        self.latent_dim, self.img_size, self.channels = latent_dim, img_size, channels
-        self.num_classes = num_classes
+        super().__init__(latent_dim, img_size, channels, num_classes, init_cfg=init_cfg)
         self.half_size = img_size // 2
-        self.label_embedding = (nn.Embedding(num_classes, latent_dim)
-                                if num_classes else None)
-
-        def norm(c: int, affine: bool = True) -> nn.Module:
-            if num_classes:
-                return ConditionalBatchNorm2d(c, num_classes)
-            return nn.BatchNorm2d(c, affine=affine)
-
+        self._make_label_embedding()
+        norm = self._norm
         self.project = nn.Linear(latent_dim, ngf * self.half_size**2)
         self.encode_full = nn.ModuleList([
             nn.Conv2d(channels, ngf, 3, 1, 1, bias=False), norm(ngf),
@@ -170,17 +187,6 @@ class ConditionalImageEditor(BaseModule):
         self.decode_full = nn.ModuleList([
             nn.Conv2d(2 * ngf, channels, 3, 1, 1), nn.Tanh(), norm(channels, affine=False)])
 
-    @property
-    def conditional(self) -> bool:
-        return self.label_embedding is not None
-
-    @staticmethod
-    def _run(layers: nn.ModuleList, x: torch.Tensor,
-             labels: torch.Tensor | None) -> torch.Tensor:
-        for layer in layers:
-            x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
-        return x
-
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 image: torch.Tensor | None = None) -> torch.Tensor:
         if image is None:
@@ -190,11 +196,7 @@ class ConditionalImageEditor(BaseModule):
         if tuple(image.shape[1:]) != expected:
             raise ValueError(f'ConditionalImageEditor expects images of shape {expected}, '
                              f'got {tuple(image.shape[1:])}')
-        if self.conditional:
-            if labels is None:
-                raise ValueError('this ConditionalImageEditor is class-conditional '
-                                 f'(num_classes={self.num_classes}): call it with labels.')
-            z = z * self.label_embedding(labels)
+        z = self._embed_labels(z, labels)
         noise_map = self.project(z).view(z.size(0), -1, self.half_size, self.half_size)
         full = self._run(self.encode_full, image, labels)
         half = self._run(self.encode_half, full, labels)
