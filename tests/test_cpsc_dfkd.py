@@ -8,7 +8,7 @@ import torch
 
 from mmdfkd.models.losses import (AdversarialDisagreementLoss, MSELogitLoss, SupConLoss,
                                   mse_logit_distance, supervised_contrastive)
-from mmdfkd.models.synthesizers.generator import ConditionalBatchNorm2d
+from mmdfkd.models.synthesizers.generator import ConditionalBatchNorm2d, NearestUpsample2x
 from mmdfkd.registry import MODELS
 
 from .conftest import needs_fmnist
@@ -30,6 +30,26 @@ def test_conditional_bn_gives_each_class_its_own_statistics():
     assert out_a.std().item() == pytest.approx(2.0, rel=1e-2)
     assert out_b.mean().item() == pytest.approx(-1.0, abs=1e-4)
     assert out_b.std().item() == pytest.approx(0.5, rel=1e-2)
+
+
+def test_nearest_upsample_matches_torch_bitwise_in_outputs_and_gradients():
+    # the generators use it in place of nn.Upsample for speed; recorded runs rely on it
+    # giving the very same numbers, gradients included (the order the 2 x 2 sums are added)
+    torch.manual_seed(0)
+    x = torch.randn(8, 5, 6, 7, requires_grad=True)
+    upstream = torch.randn(8, 5, 12, 14)
+    ours = NearestUpsample2x()(x)
+    ours.backward(upstream)
+    ours_grad, x.grad = x.grad.clone(), None
+    ref = torch.nn.Upsample(scale_factor=2)(x)
+    ref.backward(upstream)
+    assert ours.shape == (8, 5, 12, 14)
+    assert torch.equal(ours, ref) and torch.equal(ours_grad, x.grad)
+    # a channels-last input (what some conv kernels return) gives the same values
+    assert torch.equal(NearestUpsample2x()(x.detach().to(memory_format=torch.channels_last)),
+                       ref.detach())
+    with pytest.raises(ValueError, match=r'\(N, C, H, W\)'):
+        NearestUpsample2x()(torch.zeros(3, 4, 4))
 
 
 def test_conditional_generator_depends_on_the_label():

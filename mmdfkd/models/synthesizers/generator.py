@@ -2,8 +2,43 @@
 import torch
 from mmengine.model import BaseModule
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from mmdfkd.registry import MODELS
+
+
+class _NearestUpsample2xFunction(torch.autograd.Function):
+    """``nn.Upsample(scale_factor=2)`` (nearest), written as a broadcast. Inside a training
+    iteration on the 2-core CPU PyTorch's nearest-upsampling kernel took ~10 % of the time of
+    the generator recipes (profiled on the CPSC-DFKD editor row); this is several times
+    cheaper. The backward adds each 2 x 2 block in the order PyTorch's kernel does, so
+    outputs *and* gradients are bitwise those of ``nn.Upsample`` and recorded runs
+    reproduce."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        n, c, h, w = x.shape
+        return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        n, c, h2, w2 = grad.shape
+        blocks = grad.reshape(n, c, h2 // 2, 2, w2 // 2, 2)
+        return (((blocks[:, :, :, 0, :, 0] + blocks[:, :, :, 0, :, 1])
+                 + blocks[:, :, :, 1, :, 0]) + blocks[:, :, :, 1, :, 1])
+
+
+class NearestUpsample2x(nn.Module):
+    """Nearest-neighbour upsampling by 2 of ``(N, C, H, W)`` tensors: the results of
+    ``nn.Upsample(scale_factor=2)``, faster on CPU (see :class:`_NearestUpsample2xFunction`).
+    It has no parameters, so it replaced ``nn.Upsample`` without changing state-dict keys."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f'NearestUpsample2x expects (N, C, H, W) tensors, got shape '
+                             f'{tuple(x.shape)}')
+        return _NearestUpsample2xFunction.apply(x)
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -116,11 +151,11 @@ class DCGANGenerator(_LabelConditionedGenerator):
         norm = self._norm
         self.body = nn.ModuleList([
             norm(2 * ngf),
-            nn.Upsample(scale_factor=2),
+            NearestUpsample2x(),
             nn.Conv2d(2 * ngf, 2 * ngf, 3, 1, 1, bias=False),
             norm(2 * ngf),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Upsample(scale_factor=2),
+            NearestUpsample2x(),
             nn.Conv2d(2 * ngf, ngf, 3, 1, 1, bias=False),
             norm(ngf),
             nn.LeakyReLU(0.2, inplace=True),
@@ -181,7 +216,7 @@ class ConditionalImageEditor(_LabelConditionedGenerator):
             nn.LeakyReLU(0.2, inplace=True)])
         self.decode_half = nn.ModuleList([
             nn.Conv2d(3 * ngf, 2 * ngf, 3, 1, 1, bias=False), norm(2 * ngf),
-            nn.LeakyReLU(0.2, inplace=True), nn.Upsample(scale_factor=2),
+            nn.LeakyReLU(0.2, inplace=True), NearestUpsample2x(),
             nn.Conv2d(2 * ngf, ngf, 3, 1, 1, bias=False), norm(ngf),
             nn.LeakyReLU(0.2, inplace=True)])
         self.decode_full = nn.ModuleList([
