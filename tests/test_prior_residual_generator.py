@@ -130,3 +130,31 @@ def test_image_editor_errors_name_the_fix():
         editor(z, image=torch.randn(2, 1, 16, 16))
     with pytest.raises(ValueError, match='even'):
         MODELS.build(dict(type='ConditionalImageEditor', img_size=15, channels=1))
+
+
+def test_image_editor_context_branch_lets_far_pixels_shape_the_edit():
+    def editor(context_branch):
+        torch.manual_seed(0)
+        return MODELS.build(dict(type='ConditionalImageEditor', latent_dim=8, img_size=32,
+                                 channels=1, ngf=4, num_classes=3,
+                                 context_branch=context_branch)).eval()
+
+    local, wide = editor(False), editor(True)
+    # the branch is built last, so the rest of the editor starts from the same weights
+    wide_state = wide.state_dict()
+    assert all(torch.equal(v, wide_state[k]) for k, v in local.state_dict().items())
+    assert any(k.startswith('context.') for k in wide_state)
+    _randomise_class_affines(wide)
+    z, labels = torch.randn(2, 8), torch.tensor([0, 2])
+    prior = torch.randn(2, 1, 32, 32)
+    moved = prior.clone()
+    moved[:, :, :6, :6] += 3.0  # top-left corner only
+    for gen, far_changes in ((local, False), (wide, True)):
+        change = (gen(z, labels, image=moved) - gen(z, labels, image=prior)).abs()
+        # the editor's receptive field is 14 pixels without the branch and 28 with it: the
+        # centre only sees the top-left corner through the branch
+        centre = change[:, :, 12:18, 12:18].max()
+        assert (centre > 1e-4) == far_changes, (gen.context is not None, centre)
+    with pytest.raises(ValueError, match='divisible by 4'):
+        MODELS.build(dict(type='ConditionalImageEditor', img_size=18, channels=1,
+                          context_branch=True))
