@@ -86,9 +86,9 @@ def test_plain_generators_keep_gaussian_codes():
     assert z.shape == (512, 8) and abs(z.mean().item()) < 0.1 and abs(z.std().item() - 1) < 0.1
 
 
-def _editor_generator(num_classes=3):
+def _editor_generator(num_classes=3, edit_passes=1):
     return MODELS.build(dict(
-        type='PriorResidualGenerator', residual_scale=0.3, prior=PRIOR,
+        type='PriorResidualGenerator', residual_scale=0.3, prior=PRIOR, edit_passes=edit_passes,
         generator=dict(type='ConditionalImageEditor', latent_dim=8, img_size=16, channels=1,
                        ngf=4, num_classes=num_classes)))
 
@@ -158,3 +158,22 @@ def test_image_editor_context_branch_lets_far_pixels_shape_the_edit():
     with pytest.raises(ValueError, match='divisible by 4'):
         MODELS.build(dict(type='ConditionalImageEditor', img_size=18, channels=1,
                           context_branch=True))
+
+
+def test_edit_passes_apply_the_editor_to_its_own_output():
+    gen = _editor_generator(edit_passes=2).eval()
+    _randomise_class_affines(gen)
+    z = sample_latent(gen, 4)
+    labels = torch.tensor([0, 1, 2, 0])
+    priors, noise = z[:, :256].view(4, 1, 16, 16), z[:, 256:]
+    once = priors + 0.3 * gen.inner(noise, labels, image=priors)
+    twice = once + 0.3 * gen.inner(noise, labels, image=once)
+    torch.testing.assert_close(gen(z, labels), twice)
+    assert (twice - once).abs().mean() > 1e-3
+    # several passes only mean something for an editor; a DCGAN's residual ignores the image
+    with pytest.raises(ValueError, match='edit_passes'):
+        MODELS.build(dict(type='PriorResidualGenerator', prior=PRIOR, edit_passes=2,
+                          generator=dict(type='DCGANGenerator', latent_dim=8, img_size=16,
+                                         channels=1, ngf=4)))
+    with pytest.raises(ValueError, match='edit_passes'):
+        _editor_generator(edit_passes=0)

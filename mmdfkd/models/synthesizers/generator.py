@@ -277,10 +277,14 @@ class PriorResidualGenerator(BaseModule):
         prior (dict): ``ImagePriorGenerator`` config (in the teacher's normalised space).
         residual_scale (float): Scale of the inner generator's output (the DCGAN ends with a
             BN, so about unit variance before scaling).
+        edit_passes (int): With an inner generator that edits images
+            (:class:`ConditionalImageEditor`), apply it this many times, each pass to the
+            previous pass's output with the same noise and label (``x <- x + scale *
+            inner(noise, y, image=x)``), as DeepInversion takes several pixel steps.
     """
 
     def __init__(self, generator: dict, prior: dict, residual_scale: float = 0.3,
-                 init_cfg: dict | None = None) -> None:
+                 edit_passes: int = 1, init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.inner = MODELS.build(generator)
         self.prior = MODELS.build(prior)
@@ -293,6 +297,12 @@ class PriorResidualGenerator(BaseModule):
             raise ValueError('model.synthesizer.generator.residual_scale must be >= 0, got '
                              f'{residual_scale}')
         self.residual_scale = residual_scale
+        edits_image = getattr(self.inner, 'edits_image', False)
+        if edit_passes < 1 or (edit_passes > 1 and not edits_image):
+            raise ValueError('model.synthesizer.generator.edit_passes must be 1, or more with '
+                             'an inner generator that edits images (ConditionalImageEditor); '
+                             f'got {edit_passes} with {type(self.inner).__name__}')
+        self.edit_passes = edit_passes
         self.img_size, self.channels = self.inner.img_size, self.inner.channels
         self.num_classes = getattr(self.inner, 'num_classes', None)
         self.prior_dim = self.channels * self.img_size ** 2
@@ -315,10 +325,14 @@ class PriorResidualGenerator(BaseModule):
                              f'{z.size(1)}; draw them with sample_latent().')
         priors, noise = z.split([self.prior_dim, self.noise_dim], 1)
         priors = priors.view(-1, self.channels, self.img_size, self.img_size)
-        inner_kwargs = {'image': priors} if getattr(self.inner, 'edits_image', False) else {}
-        residual = (self.inner(noise, labels, **inner_kwargs) if self.conditional
-                    else self.inner(noise, **inner_kwargs))
-        return priors + self.residual_scale * residual
+        images = priors
+        for _ in range(self.edit_passes):
+            inner_kwargs = ({'image': images} if getattr(self.inner, 'edits_image', False)
+                            else {})
+            residual = (self.inner(noise, labels, **inner_kwargs) if self.conditional
+                        else self.inner(noise, **inner_kwargs))
+            images = images + self.residual_scale * residual
+        return images
 
 
 def sample_latent(generator: nn.Module, n: int,
