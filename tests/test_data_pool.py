@@ -23,6 +23,38 @@ def test_pool_adds_samples_and_caps_fifo(tmp_path):
     torch.testing.assert_close(images[:, 0, 0, 0], logits[:, 0])  # pairs stay together
 
 
+def test_a_crash_after_a_checkpoint_resumes_with_the_whole_checkpointed_pool(tmp_path):
+    """The cap used to delete a dropped batch's file at once, so a run that crashed a while
+    after its checkpoint resumed with only what eviction had left of the checkpoint's pool
+    (a warning, and a different run from then on)."""
+    def values(pool):
+        return sorted(set(pool.sample(200)[0][:, 0, 0, 0].tolist()))
+
+    def restore(state):
+        restored = SyntheticDataPool(max_images=8)
+        restored.set_root(str(tmp_path))
+        restored.load_state_dict(state)
+        return restored
+
+    pool = SyntheticDataPool(max_images=8)  # two batches of 4
+    pool.set_root(str(tmp_path))
+    for v in (1.0, 2.0):
+        pool.add(*_batch(v))
+    first = pool.state_dict()  # checkpoint 1 names batches 1 and 2
+    for v in (3.0, 4.0):
+        pool.add(*_batch(v))  # drops 1 and 2, whose files checkpoint 1 still needs
+    assert values(pool) == [3.0, 4.0] and len(os.listdir(tmp_path)) == 4
+    assert len(restore(first)) == 8 and values(restore(first)) == [1.0, 2.0]
+
+    second = pool.state_dict()  # checkpoint 2 names 3 and 4; 1 and 2 go once it is saved
+    assert len(os.listdir(tmp_path)) == 4
+    pool.add(*_batch(5.0))  # checkpoint 2 is on disk now: 1 and 2 are deleted; 3 is kept
+    pool.add(*_batch(6.0))
+    pool.add(*_batch(7.0))  # 5 was never checkpointed: deleted at once
+    assert len(os.listdir(tmp_path)) == 4  # 3, 4 (checkpoint 2's) and the pool's 6, 7
+    assert values(restore(second)) == [3.0, 4.0] and values(pool) == [6.0, 7.0]
+
+
 def test_pool_index_round_trips_through_state_dict(tmp_path):
     pool = SyntheticDataPool(max_images=100)
     pool.set_root(str(tmp_path))

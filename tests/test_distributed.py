@@ -202,9 +202,11 @@ def test_pool_method_trains_and_resumes_in_two_processes(teacher_ckpt, tmp_path)
         if key.startswith('student.'):
             assert torch.equal(resumed['state_dict'][key], value), key
     assert int(resumed['state_dict']['teacher_queries']) == per_process + 3 * 16
+    # Rank 0 keeps the batch it dropped while iter_2.pth, the latest checkpoint until
+    # iter_3.pth is written, still named it (deleted at its next add; the run ended first).
     assert sorted(os.listdir(tmp_path / 'synthetic_pool')) == [
-        'batch_r0_0000001.pt', 'batch_r0_0000002.pt', 'batch_r1_0000001.pt',
-        'batch_r1_0000002.pt']
+        'batch_r0_0000000.pt', 'batch_r0_0000001.pt', 'batch_r0_0000002.pt',
+        'batch_r1_0000001.pt', 'batch_r1_0000002.pt']
 
 
 def test_budgeted_black_box_runs_are_refused_in_several_processes(teacher_ckpt, monkeypatch):

@@ -19,6 +19,7 @@ POOL_CONFIGS = ['deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py',
                 'fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py',
                 'fast_dfkd/fast_dfkd_short_lenet5bn_lenet5half_fmnist.py',
                 'fast_dfkd/fast_dfkd_priors_folded_lenet5bn_lenet5half_fmnist.py']
+CONFIG_DI = 'deepinversion/deepinversion_lenet5bn_lenet5half_fmnist.py'
 SMALL = {'model.synthesizer.iterations': 3, 'model.synthesizer.batch_size': 20,
          'custom_hooks': []}
 
@@ -81,6 +82,50 @@ def test_pool_method_trains_resumes_with_pool_and_exports(config, teacher_ckpt, 
         info = ds.get_data_info(i)
         folder = osp.basename(osp.dirname(info['img_path']))
         assert int(folder.split('_')[0]) == info['gt_label']  # folder order == class index
+
+
+@needs_fmnist
+def test_a_crash_after_a_checkpoint_resumes_with_the_checkpointed_pool(teacher_ckpt, tmp_path):
+    """A FIFO pool at its cap drops a batch per iteration. The files the checkpoint names
+    must outlive a crash a few iterations later, so the resume trains on the checkpoint's
+    images (it used to resume with what eviction had left, with a warning)."""
+    work = str(tmp_path / 'run')
+    opts = dict(SMALL, **{'model.synthesizer.pool.max_images': 40})  # two batches of 20
+    build_runner(datafree_cfg(CONFIG_DI, work, teacher_ckpt, max_iters=2, **opts)).train()
+    saved = torch.load(last_checkpoint(work), weights_only=False)
+    index = saved['state_dict']['synthesizer.pool._extra_state']['batches']
+    images = torch.cat([torch.load(f'{work}/synthetic_pool/{name}')['images'] for name, _ in index])
+
+    crashing = build_runner(datafree_cfg(CONFIG_DI, work, teacher_ckpt, max_iters=6,
+                                         resume=True, **opts))
+    orig = type(crashing.model).train_step
+
+    def crash_after_two(module_self, data, optim_wrapper):
+        out = orig(module_self, data, optim_wrapper)
+        if crashing.iter == 3:  # iterations 3 and 4 have dropped both checkpointed batches
+            raise RuntimeError('simulated crash')
+        return out
+
+    crashing.model.train_step = crash_after_two.__get__(crashing.model)
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        crashing.train()
+    assert [n for n, _ in crashing.model.synthesizer.pool._batches] != [n for n, _ in index]
+
+    resumed = build_runner(datafree_cfg(CONFIG_DI, work, teacher_ckpt, max_iters=3,
+                                        resume=True, **opts))
+    seen = {}
+
+    def spy(module_self, data, optim_wrapper, _orig=orig):
+        pool = module_self.synthesizer.pool
+        seen.setdefault('iter', resumed.iter)
+        seen.setdefault('batches', list(pool._batches))
+        seen.setdefault('images', pool.gather(torch.arange(len(pool)))['images'])
+        return _orig(module_self, data, optim_wrapper)
+
+    resumed.model.train_step = spy.__get__(resumed.model)
+    resumed.train()
+    assert seen['iter'] == 2 and seen['batches'] == [tuple(b) for b in index]
+    torch.testing.assert_close(seen['images'], images.float())
 
 
 FMNIST_PRIORS = dict(type='ImagePriorGenerator', image_shape=(1, 32, 32), mean=[72.94],

@@ -32,6 +32,13 @@ class SyntheticDataPool(nn.Module):
     a disk read per file per step. The index (file names and sizes) is the module's *extra
     state*, so it is saved in every checkpoint and restored on resume together with the model.
 
+    A batch the cap drops is deleted at once unless the latest checkpoint's index names it:
+    then its file stays until the next checkpoint is on disk, so a run that crashes between
+    checkpoints resumes with the whole pool the checkpoint saved, not with what eviction
+    left of it (the disk then holds at most the pool plus the checkpoint's batches). In a
+    distributed run this holds for rank 0, which saves the checkpoints; the other processes
+    delete at once and fall back to rank 0's files for the ones they lack on resume.
+
     Args:
         max_images (int): Cap on the pool size; beyond it whole batches are dropped.
         policy (str): Which batch to drop when full: ``'fifo'`` (oldest) or ``'random'``.
@@ -62,6 +69,12 @@ class SyntheticDataPool(nn.Module):
         self._cache: OrderedDict[str, dict] = OrderedDict()
         self._cached_bytes = 0
         self._dirty: set[str] = set()  # cached records changed since they were written
+        # Batch files named by the latest checkpoint's index (see get_extra_state); dropped
+        # ones wait in _kept_for_checkpoint until the next index is taken, then in
+        # _kept_until_saved until the checkpoint that index went into is on disk.
+        self._checkpointed: set[str] = set()
+        self._kept_for_checkpoint: list[str] = []
+        self._kept_until_saved: list[str] = []
 
     def set_root(self, root: str) -> None:
         """Folder the pool writes to (created if missing)."""
@@ -85,6 +98,10 @@ class SyntheticDataPool(nn.Module):
             raise ValueError('SyntheticDataPool.add needs the teacher logits or labels')
         if self.root is None:
             self.set_root(osp.join('work_dirs', 'synthetic_pool'))
+        # The checkpoint saved after the latest index was taken is on disk by now (saving
+        # finishes before training goes on), so no checkpoint to resume from needs these.
+        self._remove_files(self._kept_until_saved)
+        self._kept_until_saved = []
         name = f'batch_r{dist.get_rank()}_{self._next_id:07d}.pt'
         self._next_id += 1
         record = {'images': images.detach().half().cpu()}
@@ -104,8 +121,15 @@ class SyntheticDataPool(nn.Module):
             dropped, _ = self._batches.pop(idx)
             self._forget(dropped)
             self._dirty.discard(dropped)
-            if osp.isfile(self._path(dropped)):
-                os.remove(self._path(dropped))
+            if dropped in self._checkpointed:  # a resume from that checkpoint reads it
+                self._kept_for_checkpoint.append(dropped)
+            else:
+                self._remove_files([dropped])
+
+    def _remove_files(self, names: list[str]) -> None:
+        for name in names:
+            if osp.isfile(self._path(name)):
+                os.remove(self._path(name))
 
     @staticmethod
     def _nbytes(record: dict) -> int:
@@ -251,6 +275,11 @@ class SyntheticDataPool(nn.Module):
     # Saved in checkpoints as part of the model's state dict.
     def get_extra_state(self) -> dict:
         self.flush()  # the checkpoint's index must describe files that are up to date
+        # The files the previous index named and the cap has dropped since are still the
+        # latest checkpoint's on disk until this one is written: delete them at the next add.
+        self._remove_files(self._kept_until_saved)
+        self._kept_until_saved, self._kept_for_checkpoint = self._kept_for_checkpoint, []
+        self._checkpointed = {name for name, _ in self._batches}
         return {'batches': list(self._batches), 'next_id': self._next_id, 'root': self.root}
 
     def set_extra_state(self, state: dict) -> None:
@@ -268,3 +297,7 @@ class SyntheticDataPool(nn.Module):
                       f'are missing from {self.root}; they are dropped from the pool.',
                       logger='current', level=30)
             self._batches = [b for b in self._batches if b[0] not in missing]
+        # Only rank 0 takes indices (it alone saves checkpoints), so only it defers deletes.
+        self._checkpointed = ({name for name, _ in self._batches} if dist.get_rank() == 0
+                              else set())
+        self._kept_for_checkpoint, self._kept_until_saved = [], []
