@@ -445,3 +445,63 @@ def test_served_teacher_gives_the_same_run_as_the_local_one(lenet5_ckpt, tmp_pat
     assert local.keys() == remote.keys() and local
     for key, value in local.items():
         torch.testing.assert_close(remote[key], value, rtol=0, atol=0, msg=key)
+
+
+@needs_fmnist
+def test_a_remote_teacher_that_stays_down_stops_with_a_checkpoint_of_every_query(lenet5_ckpt,
+                                                                                 tmp_path):
+    """A served teacher that went down for good used to crash the run without a checkpoint:
+    every label bought since the last one was lost, and the resume bought them again. Now
+    the iteration under way is the last, its checkpoint keeps the count and the answers, the
+    error still ends the run, and the resume completes it with nothing bought twice."""
+    from mmdfkd.models.teachers import TeacherUnavailableError
+
+    from .test_remote_teacher import Server, _free_port
+    work = str(tmp_path / 'run')
+    server = Server(lenet5_ckpt, _free_port(),
+                    config=config_path('teachers', 'lenet5_fmnist.py')).start()
+    remote = {'model.teacher.model': None, 'model.teacher.checkpoint': None,
+              'model.teacher.url': server.url,
+              'model.teacher.remote': dict(batch_size=8, max_retries=1, backoff_s=0.05)}
+    opts = dict(_small(budget=60), **remote)
+    try:
+        runner = build_runner(datafree_cfg(CONFIG, work, lenet5_ckpt, max_iters=8, **opts))
+        client = runner.model.teacher._HardLabelTeacher__source
+        post, posts = client._post, []
+
+        def post_then_go_down(images):
+            answer = post(images)
+            posts.append(len(images))
+            if len(posts) == 4:  # 20 + 8 images: down inside the second synthesis batch
+                server.stop()
+            return answer
+
+        client._post = post_then_go_down
+        with pytest.raises(TeacherUnavailableError):
+            runner.train()
+        assert runner.iter == 2 and osp.basename(last_checkpoint(work)) == 'iter_2.pth'
+        state = torch.load(last_checkpoint(work), weights_only=False)['state_dict']
+        assert int(state['teacher.queries']) == 28  # what the server answered
+        assert state['teacher._extra_state']['keys'].shape[0] == 28
+        log = open(glob.glob(f'{work}/*/*.log')[0]).read()
+        assert 'Stopping at iteration 2' in log and '--resume' in log
+
+        server.start()
+        resumed = build_runner(datafree_cfg(CONFIG, work, lenet5_ckpt, max_iters=8,
+                                            resume=True, **opts))
+        resumed.train()
+        assert resumed.iter == 8 and len(resumed.model.synthesizer.pool) == 60
+        # The resume draws the broken batch again (the priors follow the pool's batch
+        # count): its 8 answered images come from the cache, the restarted server sells
+        # the other 32, and the pool is the one an unbroken run buys, at its price.
+        assert server.health()['queries'] == 32
+        assert int(resumed.model.teacher.queries) == 60
+        assert int(resumed.model.teacher.cache_hits) == 8
+    finally:
+        server.stop()
+    straight = build_runner(datafree_cfg(CONFIG, str(tmp_path / 'straight'), lenet5_ckpt,
+                                         max_iters=3, **_small(budget=60)))
+    straight.train()
+    order = torch.arange(60)
+    assert torch.equal(straight.model.synthesizer.pool.gather(order)['labels'],
+                       resumed.model.synthesizer.pool.gather(order)['labels'])

@@ -123,6 +123,35 @@ def test_clear_error_when_the_server_stays_down():
     assert int(teacher.queries) == 0
 
 
+def test_answers_bought_before_the_server_went_down_are_counted_and_cached(server,
+                                                                          teacher_ckpt):
+    """The server counts every request it answers. When it went down between two requests of
+    one call, the client dropped the answers it had got: its count fell short of what was
+    spent, and a resume bought those images again."""
+    teacher = HardLabelTeacher(num_classes=10, url=server.url,
+                               remote=dict(batch_size=16, max_retries=1, backoff_s=0.05))
+    client = teacher._HardLabelTeacher__source
+    post = client._post
+
+    def post_then_go_down(images):
+        answer = post(images)
+        server.stop()  # after the first request of the call
+        return answer
+
+    client._post = post_then_go_down
+    images = _images(40, seed=4)
+    with pytest.raises(TeacherUnavailableError) as failure:
+        teacher(images)
+    assert failure.value.answered is not None and len(failure.value.answered) == 16
+    assert int(teacher.queries) == 16  # what the server had answered and counted
+    client._post = post
+    server.start()
+    labels = teacher(images)
+    assert torch.equal(labels, _local_labels(teacher_ckpt, images))
+    assert int(teacher.queries) == 40 and int(teacher.cache_hits) == 16
+    assert server.health()['queries'] == 24  # the restarted server sold only the rest
+
+
 def test_images_the_served_model_cannot_take_are_refused_at_once(server):
     """RGB images sent to a greyscale teacher used to come back as HTTP 500, which the client
     retried with back-off (about 24 s with the defaults) and then reported as 'Is the server

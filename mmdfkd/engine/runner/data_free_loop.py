@@ -4,7 +4,7 @@ import time
 from mmengine.logging import MessageHub
 from mmengine.runner import BaseLoop
 
-from mmdfkd.models.teachers import QueryBudgetExceeded
+from mmdfkd.models.teachers import QueryBudgetExceeded, TeacherUnavailableError
 from mmdfkd.registry import LOOPS
 from .stop_signals import StopSignals
 
@@ -71,6 +71,10 @@ class DataFreeTrainLoop(BaseLoop):
             the end of the iteration under way, with its checkpoint but without the final
             validation; ``stopped_by_signal`` then holds the signal number and
             ``tools/train.py`` exits with 128 + it.
+            A remote teacher that stays down (``TeacherUnavailableError``) ends training the
+            same way: the iteration under way is the last, its checkpoint keeps every query
+            bought so far, and the error is raised after it (no final validation), so the
+            run continues with ``--resume`` once the server is back.
         metainfo (dict, optional): Dataset meta (``classes``) for the visualizer/checkpoint;
             defaults to the validation dataset's.
     """
@@ -100,6 +104,7 @@ class DataFreeTrainLoop(BaseLoop):
         self.time_budget_s = time_budget_s
         self.stop_training = False
         self.stopped_by_signal: int | None = None
+        self.teacher_error: TeacherUnavailableError | None = None
         self._stop_signals: StopSignals | None = None
         if metainfo is None:
             metainfo = self._val_metainfo(runner)
@@ -164,7 +169,7 @@ class DataFreeTrainLoop(BaseLoop):
             while self._iter < self._max_iters and not self.stop_training:
                 self.runner.model.train()
                 self.run_iter(start)
-                if self.stopped_by_signal is not None:
+                if self.stopped_by_signal is not None or self.teacher_error is not None:
                     break  # checkpoint saved by the iteration's hooks; no validation
                 if (self.runner.val_loop is not None and self._iter >= self.val_begin
                         and (self._iter % self.val_interval == 0
@@ -173,6 +178,8 @@ class DataFreeTrainLoop(BaseLoop):
         self._stop_signals = None
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
+        if self.teacher_error is not None:
+            raise self.teacher_error
         return self.runner.model
 
     def run_iter(self, start: float) -> None:
@@ -186,6 +193,17 @@ class DataFreeTrainLoop(BaseLoop):
             # (checkpoint with the exact count, final validation) instead of overspending.
             self.runner.logger.warning(f'{e} Stopping at iteration {self._iter + 1} '
                                        f'(max_iters {self._max_iters}); checkpoint saved.')
+            self._max_iters = self._iter + 1
+            self.dataloader.num_iters = self._max_iters
+            outputs = {}
+        except TeacherUnavailableError as e:
+            # Save what was bought so far instead of losing everything since the last
+            # checkpoint: this iteration becomes the last, then the error goes on up.
+            self.runner.logger.error(
+                f'{e} Stopping at iteration {self._iter + 1} (max_iters {self._max_iters}) '
+                'with a checkpoint that keeps every teacher query bought so far; continue '
+                'with `tools/train.py CONFIG --resume` once the teacher answers again.')
+            self.teacher_error = e
             self._max_iters = self._iter + 1
             self.dataloader.num_iters = self._max_iters
             outputs = {}

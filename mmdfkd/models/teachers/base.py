@@ -20,6 +20,8 @@ import torch
 from mmengine import dist
 from torch import nn
 
+from .remote import TeacherUnavailableError
+
 ACCESS_LEVELS = ('hard-label', 'soft-label', 'white-box')
 
 
@@ -106,6 +108,11 @@ class BaseTeacher(nn.Module):
     def _answer(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _format_answer(self, answer: torch.Tensor) -> torch.Tensor:
+        """What :meth:`_answer` makes of its source's raw answer (used for the answers a
+        failing remote call did get)."""
+        return answer
+
     @torch.no_grad()
     def _query(self, images: torch.Tensor) -> torch.Tensor:
         """Answers for ``images`` (labels or probabilities), through cache and budget."""
@@ -127,21 +134,35 @@ class BaseTeacher(nn.Module):
                 f'teacher query budget reached: {int(self.queries)} of {self.query_budget} '
                 f'images spent, this batch needs {len(to_buy)} more (raise '
                 'model.teacher.query_budget to continue).')
-        bought = None
-        if to_buy:
-            bought = self._answer(images[to_buy]).detach()
-            self._check_answer(bought, len(to_buy))
-            self.queries += len(to_buy)
-        self.cache_hits += n - len(to_buy)
         answers: list[torch.Tensor | None] = [None] * n
-        for j, i in enumerate(to_buy):
-            answers[i] = bought[j].cpu()
-            if keys[i] is not None:
-                self._cache[keys[i]] = answers[i]
+        if to_buy:
+            try:
+                bought = self._answer(images[to_buy]).detach()
+            except TeacherUnavailableError as e:
+                # The server answered (and counted) the leading requests before it went
+                # down: count and cache those images too, so the count that a checkpoint
+                # keeps matches what was spent and a resume does not buy them again.
+                if e.answered is not None and len(e.answered):
+                    partial = self._format_answer(e.answered).detach()
+                    self._check_answer(partial, len(partial))
+                    self._keep(to_buy[:len(partial)], keys, partial, answers)
+                raise
+            self._check_answer(bought, len(to_buy))
+            self._keep(to_buy, keys, bought, answers)
+        self.cache_hits += n - len(to_buy)
         for i, k in enumerate(keys):
             if answers[i] is None:
                 answers[i] = self._cache[k]
         return torch.stack(answers).to(images.device)
+
+    def _keep(self, bought_at: list[int], keys: list, bought: torch.Tensor,
+              answers: list) -> None:
+        """Count the images at ``bought_at`` as queries and cache their answers."""
+        self.queries += len(bought_at)
+        for j, i in enumerate(bought_at):
+            answers[i] = bought[j].cpu()
+            if keys[i] is not None:
+                self._cache[keys[i]] = answers[i]
 
     def _check_answer(self, answer: torch.Tensor, n: int) -> None:
         if answer.dim() == 1:

@@ -20,7 +20,15 @@ RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
 class TeacherUnavailableError(RuntimeError):
-    """The remote teacher did not answer after every retry."""
+    """The remote teacher did not answer after every retry.
+
+    ``answered`` holds the answers of the leading requests of the call that did arrive
+    (``None`` when none did): the server counted those images, so the caller counts them too.
+    """
+
+    def __init__(self, message: str, answered: torch.Tensor | None = None) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class RemoteTeacherClient:
@@ -55,8 +63,13 @@ class RemoteTeacherClient:
         self._client = httpx.Client(timeout=timeout_s)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        chunks = [self._post(images[i:i + self.batch_size])
-                  for i in range(0, images.size(0), self.batch_size)]
+        chunks: list[torch.Tensor] = []
+        for i in range(0, images.size(0), self.batch_size):
+            try:
+                chunks.append(self._post(images[i:i + self.batch_size]))
+            except TeacherUnavailableError as e:
+                e.answered = torch.cat(chunks) if chunks else None
+                raise
         return torch.cat(chunks)
 
     def _post(self, images: torch.Tensor) -> torch.Tensor:

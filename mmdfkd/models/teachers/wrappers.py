@@ -68,7 +68,10 @@ class HardLabelTeacher(BaseTeacher):
         self.__source = build_source('top1', model, checkpoint, callable, url, remote, device)
 
     def _answer(self, images: torch.Tensor) -> torch.Tensor:
-        answer = torch.as_tensor(self.__source(images.detach()))
+        return self._format_answer(self.__source(images.detach()))
+
+    def _format_answer(self, answer: torch.Tensor) -> torch.Tensor:
+        answer = torch.as_tensor(answer)
         # A source giving more than labels (e.g. probabilities) is reduced to the top-1 here.
         return (answer.argmax(1) if answer.dim() == 2 else answer).long().cpu()
 
@@ -90,7 +93,10 @@ class SoftLabelTeacher(BaseTeacher):
         self.__source = build_source('probs', model, checkpoint, callable, url, remote, device)
 
     def _answer(self, images: torch.Tensor) -> torch.Tensor:
-        answer = torch.as_tensor(self.__source(images.detach()))
+        return self._format_answer(self.__source(images.detach()))
+
+    def _format_answer(self, answer: torch.Tensor) -> torch.Tensor:
+        answer = torch.as_tensor(answer)
         if answer.dim() != 2:
             raise ValueError('SoftLabelTeacher: the source answered labels, not probabilities; '
                              'use HardLabelTeacher for a top-1 source')
