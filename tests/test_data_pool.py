@@ -117,6 +117,27 @@ def test_updated_images_reach_disk_with_the_checkpoint(tmp_path):
     assert set(fresh.sample_index(600, balanced=True).tolist()) == set(range(6))
 
 
+def test_refined_images_do_not_overwrite_what_the_checkpoint_saved(tmp_path):
+    """Refined images (DIP-KD's contrast phase) were written over their batch's file when
+    they left the cache, so a resume from the last checkpoint read images refined after it."""
+    def restore(state):
+        restored = SyntheticDataPool(root=str(tmp_path))
+        restored.set_extra_state(state)
+        return restored.gather(torch.arange(6))['images'].flatten(1).mean(1).tolist()
+
+    pool = SyntheticDataPool(root=str(tmp_path), cache_batches=1)
+    pool.add(torch.zeros(3, 1, 4, 4), labels=torch.tensor([0, 1, 2]))
+    pool.add(torch.zeros(3, 1, 4, 4), labels=torch.tensor([3, 4, 5]))
+    first = pool.get_extra_state()  # checkpoint 1
+    pool.update_images(torch.tensor([1, 4]), torch.ones(2, 1, 4, 4))  # 4 pushes 1's file out
+    assert restore(first) == [0, 0, 0, 0, 0, 0]  # checkpoint 1 still reads its images
+    second = pool.get_extra_state()  # checkpoint 2 flushes the refined batch
+    assert restore(second) == [0, 1, 0, 0, 1, 0] and restore(first) == [0] * 6
+    assert pool.gather(torch.arange(6))['labels'].tolist() == list(range(6))
+    pool.add(torch.zeros(3, 1, 4, 4), labels=torch.tensor([6, 7, 8]))  # checkpoint 2 saved
+    assert len(os.listdir(tmp_path)) == 3  # checkpoint 1's originals are gone
+
+
 def test_cache_stays_within_its_memory_budget_and_evicts_least_recently_used(tmp_path):
     # one batch: 4 images of 1x16x16 in float16 + 4x3 float16 logits = 2,072 bytes
     per_batch = 4 * 256 * 2 + 4 * 3 * 2

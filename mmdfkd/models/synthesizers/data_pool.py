@@ -151,15 +151,31 @@ class SyntheticDataPool(nn.Module):
             old = self._cache[evicted]
             self._forget(evicted)
             if evicted in self._dirty:
-                torch.save(old, self._path(evicted))
                 self._dirty.discard(evicted)
+                self._write_back(evicted, old)
+
+    def _write_back(self, name: str, record: dict) -> str:
+        """Write a changed record; returns the name it is stored under. A file the latest
+        checkpoint names is not overwritten: the record goes to a new file in its place in
+        the index, and the old one is kept for that checkpoint like a dropped batch."""
+        if name not in self._checkpointed:
+            torch.save(record, self._path(name))
+            return name
+        new = f'batch_r{dist.get_rank()}_{self._next_id:07d}.pt'
+        self._next_id += 1
+        torch.save(record, self._path(new))
+        self._batches = [(new if b == name else b, n) for b, n in self._batches]
+        self._kept_for_checkpoint.append(name)
+        return new
 
     def flush(self) -> None:
         """Write records changed by :meth:`update_images` to disk (done on every checkpoint
         save and when a changed record leaves the cache)."""
         for name in sorted(self._dirty):
             if name in self._cache:
-                torch.save(self._cache[name], self._path(name))
+                new = self._write_back(name, self._cache[name])
+                if new != name:
+                    self._cache[new] = self._cache.pop(name)
         self._dirty.clear()
 
     def _load(self, name: str) -> dict:
@@ -252,7 +268,9 @@ class SyntheticDataPool(nn.Module):
     def update_images(self, index: torch.Tensor, images: torch.Tensor) -> None:
         """Overwrite the images at global positions ``index`` (e.g. after refining them);
         their stored teacher answers are kept. Changed files are written lazily
-        (:meth:`flush`), so refining a few images of many files stays cheap."""
+        (:meth:`flush`), so refining a few images of many files stays cheap; a changed file
+        that the latest checkpoint names is written under a new name, so a resume from that
+        checkpoint still reads the images it saved."""
         index = index.long().cpu()
         images = images.detach().half().cpu()
         for name, sel, rows in self._locate(index):
