@@ -246,3 +246,43 @@ def test_a_teacher_config_naming_a_zoo_config_is_served(tmp_path):
         assert torch.equal(teacher(images), expected)
     finally:
         server.stop()
+
+
+def test_a_retry_sent_while_its_original_uploads_is_counted_once(teacher_ckpt):
+    """A client that times out while its request body is still uploading retries with the
+    same id. The server looked the id up before reading the body, so the original (still
+    uploading) and the retry both missed the replay cache: the batch was predicted and
+    counted twice."""
+    import asyncio
+
+    from mmdfkd.apis.serve import build_teacher_app
+    from mmdfkd.models.teachers import ClassifierSource
+
+    app = build_teacher_app(ClassifierSource(LENET5BN, teacher_ckpt), 'top1', num_classes=10)
+    buffer = __import__('io').BytesIO()
+    np.save(buffer, _images(6, seed=4).numpy())
+    body = buffer.getvalue()
+    headers = {'X-Request-ID': 'uploading'}
+
+    async def scenario() -> tuple[dict, dict, dict]:
+        rest_may_follow = asyncio.Event()
+
+        async def slow_upload():
+            yield body[:64]  # the header of the .npy, then the connection stalls
+            await rest_may_follow.wait()
+            yield body[64:]
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url='http://teacher') as client:
+            original = asyncio.create_task(
+                client.post('/predict', content=slow_upload(), headers=headers))
+            await asyncio.sleep(0.2)  # the original is inside the server, mid-upload
+            retry = await client.post('/predict', content=body, headers=headers)
+            rest_may_follow.set()
+            late = await original
+            health = (await client.get('/health')).json()
+        return retry.json(), late.json(), health
+
+    retry, late, health = asyncio.run(scenario())
+    assert retry == late and len(retry['labels']) == 6
+    assert health['queries'] == 6 and health['requests'] == 1 and health['replays'] == 1

@@ -40,11 +40,15 @@ def build_teacher_app(predict: Callable[[torch.Tensor], torch.Tensor], output: s
     @app.post('/predict')
     async def predict_route(request: Request) -> dict:
         request_id = request.headers.get('x-request-id')
+        body = await request.body()
+        # Looked up only after the body is in: from here to storing the answer nothing
+        # awaits, so a retry whose original is still uploading (the client timed out) and
+        # that original cannot both miss the replay cache and both be counted.
         if request_id and request_id in replay:
             state['replays'] += 1
             return replay[request_id]
         try:
-            batch = np.load(io.BytesIO(await request.body()), allow_pickle=False)
+            batch = np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OSError) as e:
             raise HTTPException(400, f'body must be an .npy array (N, C, H, W): {e}') from e
         if batch.ndim != 4 or batch.dtype.kind != 'f':
