@@ -193,6 +193,15 @@ def test_key_check_follows_kwargs_handed_to_the_parent_class():
      r"default_hooks.checkpoint.intervall: CheckpointHook .*did you mean 'interval'"),
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'val_evaluator.top_k', 1,
      r"val_evaluator.top_k: Accuracy .*did you mean 'topk'"),
+    # schedulers (a data-free config keys them by optimizer) and the random seed's settings
+    # (both were bare TypeErrors of the build)
+    ('deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py',
+     'param_scheduler.student.T_maxx', 5,
+     r"param_scheduler.student.T_maxx: BudgetCosineAnnealingLR .*did you mean 'T_max'"),
+    ('dipkd/dipkd_lenet5_lenet5_fmnist.py', 'param_scheduler.primer.eta_mn', 0.0,
+     r"param_scheduler.primer.eta_mn: CosineAnnealingLR .*did you mean 'eta_min'"),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'randomness.sed', 1,
+     r"randomness.sed: mmengine's Runner.set_randomness .*did you mean 'seed'"),
 ])
 def test_unknown_config_key_is_refused_before_building_with_its_path(config, key, value,
                                                                        message, tmp_path):

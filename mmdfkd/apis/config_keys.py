@@ -3,9 +3,9 @@
 A misspelt key (``model.synthesizer.pool.capacity`` for ``max_images``) otherwise fails deep
 inside the build with ``__init__() got an unexpected keyword argument``, which names neither
 where the key sits in the config nor what the class does take. This check walks ``model``,
-the hooks, the loops and ``optim_wrapper``, looks each ``type`` up in mmdfkd's registries
-(which fall back to mmpretrain's and mmengine's) and names the full key path, a close match
-and the accepted arguments.
+the hooks, the loops, ``optim_wrapper`` and ``param_scheduler``, looks each ``type`` up in
+mmdfkd's registries (which fall back to mmpretrain's and mmengine's) and names the full key
+path, a close match and the accepted arguments.
 """
 import difflib
 import inspect
@@ -30,9 +30,11 @@ POPPED_BY_BUILDER = {'norm_cfg': frozenset({'requires_grad'})}
 POPPED_FROM_SUB_MODELS = frozenset({'pretrained'})
 # ...and that mmengine's runner takes off before building, by registry: a hook's `priority`
 # (Runner.register_hook), an optimizer wrapper's `paramwise_cfg` and `constructor` (the
-# optimizer wrapper constructor; DataFreeOptimWrapperConstructor reads them per entry).
+# optimizer wrapper constructor; DataFreeOptimWrapperConstructor reads them per entry), a
+# scheduler's `convert_to_iter_based` (build_scheduler_from_cfg).
 POPPED_BY_RUNNER = {'hook': frozenset({'priority'}),
-                    'optim_wrapper': frozenset({'paramwise_cfg', 'constructor'})}
+                    'optim_wrapper': frozenset({'paramwise_cfg', 'constructor'}),
+                    'parameter scheduler': frozenset({'convert_to_iter_based'})}
 
 
 def _forwarded_arguments() -> dict[type, tuple[Callable, set[str]]]:
@@ -203,13 +205,27 @@ def check_runner_config_keys(cfg) -> None:
     """Check the typed parts of a runner config against the classes they build: ``model``
     (model registry), ``custom_hooks`` and ``default_hooks`` (hooks), ``train_cfg`` /
     ``val_cfg`` / ``test_cfg`` when they name a loop, the optimizers and optimizer wrappers
-    under ``optim_wrapper`` and the metrics of ``val_evaluator`` / ``test_evaluator``."""
-    from mmdfkd.registry import HOOKS, LOOPS, METRICS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS
+    under ``optim_wrapper``, the schedulers of ``param_scheduler`` and the metrics of
+    ``val_evaluator`` / ``test_evaluator``; and the keys of ``randomness`` against
+    ``Runner.set_randomness``, which takes them as arguments."""
+    from mmdfkd.registry import (HOOKS, LOOPS, METRICS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
+                                 PARAM_SCHEDULERS)
     if 'model' in cfg:
         check_config_keys(cfg.model, MODELS, 'model')
     for key, registry in (('custom_hooks', HOOKS), ('default_hooks', HOOKS),
                           ('train_cfg', LOOPS), ('val_cfg', LOOPS), ('test_cfg', LOOPS),
                           ('optim_wrapper', OPTIM_WRAPPERS), ('optim_wrapper', OPTIMIZERS),
+                          ('param_scheduler', PARAM_SCHEDULERS),
                           ('val_evaluator', METRICS), ('test_evaluator', METRICS)):
         if cfg.get(key):
             check_config_keys(cfg[key], registry, key)
+    if isinstance(cfg.get('randomness'), dict):
+        from mmengine.runner import Runner
+        accepted = [n for n in accepted_arguments(Runner.set_randomness) if n != 'self']
+        for key in cfg['randomness']:
+            if key not in accepted:
+                close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ''
+                raise ValueError(f"randomness.{key}: mmengine's Runner.set_randomness takes no "
+                                 f"argument '{key}'{hint}. Its arguments: "
+                                 f"{', '.join(accepted)}. Remove or rename the key.")
