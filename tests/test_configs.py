@@ -200,6 +200,8 @@ def test_key_check_follows_kwargs_handed_to_the_parent_class():
      r"param_scheduler.student.T_maxx: BudgetCosineAnnealingLR .*did you mean 'T_max'"),
     ('dipkd/dipkd_lenet5_lenet5_fmnist.py', 'param_scheduler.primer.eta_mn', 0.0,
      r"param_scheduler.primer.eta_mn: CosineAnnealingLR .*did you mean 'eta_min'"),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'log_processor.window_sise', 5,
+     r"log_processor.window_sise: LogProcessor .*did you mean 'window_size'"),
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'randomness.sed', 1,
      r"randomness.sed: mmengine's Runner.set_randomness .*did you mean 'seed'"),
 ])

@@ -205,11 +205,12 @@ def check_runner_config_keys(cfg) -> None:
     """Check the typed parts of a runner config against the classes they build: ``model``
     (model registry), ``custom_hooks`` and ``default_hooks`` (hooks), ``train_cfg`` /
     ``val_cfg`` / ``test_cfg`` when they name a loop, the optimizers and optimizer wrappers
-    under ``optim_wrapper``, the schedulers of ``param_scheduler`` and the metrics of
-    ``val_evaluator`` / ``test_evaluator``; and the keys of ``randomness`` against
-    ``Runner.set_randomness``, which takes them as arguments."""
-    from mmdfkd.registry import (HOOKS, LOOPS, METRICS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
-                                 PARAM_SCHEDULERS)
+    under ``optim_wrapper``, the schedulers of ``param_scheduler``, the metrics of
+    ``val_evaluator`` / ``test_evaluator``, ``log_processor`` and ``visualizer`` (of the
+    types mmengine's runner gives them when they name none); and the keys of ``randomness``
+    against ``Runner.set_randomness``, which takes them as arguments."""
+    from mmdfkd.registry import (HOOKS, LOG_PROCESSORS, LOOPS, METRICS, MODELS, OPTIM_WRAPPERS,
+                                 OPTIMIZERS, PARAM_SCHEDULERS, VISUALIZERS)
     if 'model' in cfg:
         check_config_keys(cfg.model, MODELS, 'model')
     for key, registry in (('custom_hooks', HOOKS), ('default_hooks', HOOKS),
@@ -219,6 +220,10 @@ def check_runner_config_keys(cfg) -> None:
                           ('val_evaluator', METRICS), ('test_evaluator', METRICS)):
         if cfg.get(key):
             check_config_keys(cfg[key], registry, key)
+    for key, registry, default_type in (('log_processor', LOG_PROCESSORS, 'LogProcessor'),
+                                        ('visualizer', VISUALIZERS, 'Visualizer')):
+        if isinstance(cfg.get(key), dict):
+            check_config_keys(dict(dict(type=default_type), **cfg[key]), registry, key)
     if isinstance(cfg.get('randomness'), dict):
         from mmengine.runner import Runner
         accepted = [n for n in accepted_arguments(Runner.set_randomness) if n != 'self']
