@@ -202,6 +202,10 @@ def test_key_check_follows_kwargs_handed_to_the_parent_class():
      r"param_scheduler.primer.eta_mn: CosineAnnealingLR .*did you mean 'eta_min'"),
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'log_processor.window_sise', 5,
      r"log_processor.window_sise: LogProcessor .*did you mean 'window_size'"),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'val_dataloader.dataset.data_rooot', '/d',
+     r"val_dataloader.dataset.data_rooot: FashionMNISTIdx .*did you mean 'data_root'"),
+    ('teachers/lenet5bn_fmnist.py', 'train_dataloader.dataset.pipeline.0.sise', 32,
+     r"train_dataloader.dataset.pipeline\[0\].sise: CenterPad .*did you mean 'size'"),
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'randomness.sed', 1,
      r"randomness.sed: mmengine's Runner.set_randomness .*did you mean 'seed'"),
 ])

@@ -26,7 +26,9 @@ SKIPPED_KEYS = frozenset({'init_cfg'})
 # mmpretrain's multimodal models pop `pretrained` from their encoders' configs to load those
 # weights themselves. (A refused valid key would block a run; a missed one still fails in the
 # build that follows.)
-POPPED_BY_BUILDER = {'norm_cfg': frozenset({'requires_grad'})}
+POPPED_BY_BUILDER = {'norm_cfg': frozenset({'requires_grad'}),
+                     # mmpretrain's RandAugment / AutoAugment read these off each policy
+                     'policies': frozenset({'magnitude_key', 'magnitude_range'})}
 POPPED_FROM_SUB_MODELS = frozenset({'pretrained'})
 # ...and that mmengine's runner takes off before building, by registry: a hook's `priority`
 # (Runner.register_hook), an optimizer wrapper's `paramwise_cfg` and `constructor` (the
@@ -207,7 +209,8 @@ def check_runner_config_keys(cfg) -> None:
     ``val_cfg`` / ``test_cfg`` when they name a loop, the optimizers and optimizer wrappers
     under ``optim_wrapper``, the schedulers of ``param_scheduler``, the metrics of
     ``val_evaluator`` / ``test_evaluator``, ``log_processor`` and ``visualizer`` (of the
-    types mmengine's runner gives them when they name none); and the keys of ``randomness``
+    types mmengine's runner gives them when they name none), the datasets, pipeline
+    transforms and samplers of the dataloaders; and the keys of ``randomness``
     against ``Runner.set_randomness``, which takes them as arguments."""
     from mmdfkd.registry import (HOOKS, LOG_PROCESSORS, LOOPS, METRICS, MODELS, OPTIM_WRAPPERS,
                                  OPTIMIZERS, PARAM_SCHEDULERS, VISUALIZERS)
@@ -220,6 +223,9 @@ def check_runner_config_keys(cfg) -> None:
                           ('val_evaluator', METRICS), ('test_evaluator', METRICS)):
         if cfg.get(key):
             check_config_keys(cfg[key], registry, key)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if isinstance(cfg.get(key), dict):
+            _check_dataloader_keys(cfg[key], key)
     for key, registry, default_type in (('log_processor', LOG_PROCESSORS, 'LogProcessor'),
                                         ('visualizer', VISUALIZERS, 'Visualizer')):
         if isinstance(cfg.get(key), dict):
@@ -234,3 +240,30 @@ def check_runner_config_keys(cfg) -> None:
                 raise ValueError(f"randomness.{key}: mmengine's Runner.set_randomness takes no "
                                  f"argument '{key}'{hint}. Its arguments: "
                                  f"{', '.join(accepted)}. Remove or rename the key.")
+
+
+def _pipelines(node: Any, path: str):
+    """Every ``pipeline`` list under a dataset config (wrappers' inner datasets too)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'pipeline' and isinstance(value, (list, tuple)):
+                yield value, f'{path}.{key}'
+            elif key not in SKIPPED_KEYS:
+                yield from _pipelines(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for index, item in enumerate(node):
+            yield from _pipelines(item, f'{path}[{index}]')
+
+
+def _check_dataloader_keys(loader: dict, path: str) -> None:
+    """A dataloader's dataset (datasets registry), the transforms of its pipelines and its
+    sampler: a misspelt ``data_root`` or transform argument is refused like a model key."""
+    from mmdfkd.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
+    if isinstance(loader.get('dataset'), dict):
+        # Transform names are not datasets, so this leaves the pipelines to the next check.
+        check_config_keys(loader['dataset'], DATASETS, f'{path}.dataset')
+        for pipeline, pipeline_path in _pipelines(loader['dataset'], f'{path}.dataset'):
+            check_config_keys(pipeline, TRANSFORMS, pipeline_path)
+    for key in ('sampler', 'batch_sampler'):
+        if isinstance(loader.get(key), dict):
+            check_config_keys(loader[key], DATA_SAMPLERS, f'{path}.{key}')

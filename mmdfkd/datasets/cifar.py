@@ -9,9 +9,10 @@ class LocalCIFARMixin:
     the folder the files must be in and the override that points every split at a copy,
     instead of mmpretrain's advice to set ``download=True``."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs['download'] = False
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, download: bool = False, **kwargs) -> None:
+        # ``download`` is taken (mmpretrain configs set it) and ignored; every other key
+        # goes to the mmpretrain dataset alone, so the config check knows the keys it takes.
+        super().__init__(*args, download=False, **kwargs)
 
     def load_data_list(self) -> list[dict]:
         if not self._check_integrity():

@@ -39,13 +39,16 @@ class FashionMNISTIdx(FashionMNIST):
         data_root (str): Folder with the four IDX files. Defaults to Debian's install path.
         split (str): ``'train'`` (used only to train teachers) or ``'test'`` (used only to
             evaluate).
-        **kwargs: Passed to :class:`mmpretrain.datasets.FashionMNIST`.
+        test_mode (bool, optional): mmengine's test mode; by default that of the split.
+        **kwargs: Passed to :class:`mmpretrain.datasets.FashionMNIST` (and only there, so the
+            config check knows the keys it takes).
     """
 
     def __init__(self, data_root: str = DEBIAN_FASHION_MNIST_ROOT, split: str = 'train',
-                 **kwargs) -> None:
-        kwargs.setdefault('test_mode', split == 'test')
-        super().__init__(data_root=data_root, split=split, download=False, **kwargs)
+                 test_mode: bool | None = None, **kwargs) -> None:
+        super().__init__(data_root=data_root, split=split, download=False,
+                         test_mode=split == 'test' if test_mode is None else test_mode,
+                         **kwargs)
 
     def _find(self, name: str) -> str | None:
         root = self.data_prefix['root']
