@@ -4,9 +4,10 @@
 #   METHOD_CONFIG=configs/zskt/... bash tools/quickstart.sh   to pick another method
 # The default is the best white-box row of docs/benchmarks.md (DeepInversion from image
 # priors, student folded from the teacher's channels). From a fresh clone on the 2-core CPU
-# machine (2026-12-06) the teacher trained here reached 91.44 % and the student 84.95 %,
-# the teacher taking about 5 minutes and the distillation about 9 (858 s in all; on
-# 2026-11-24: 91.44 % / 85.54 %, 835 s; retraining the teacher moves the student). Earlier
+# machine (2026-12-06, alone on the CPU) the teacher trained here reached 91.44 % and the
+# student 85.54 %, the teacher taking about 4 minutes and the distillation about 9 (774 s
+# in all; on another machine the same day 91.44 % / 84.95 %, 858 s; on 2026-11-24:
+# 91.44 % / 85.54 %, 835 s; retraining the teacher moves the student). Earlier
 # runs, with the data loaded by worker processes and another teacher: 91.73 % / 85.72 %
 # in ~9 + ~10 minutes; 86.11 % on 2026-11-23.
 set -euo pipefail
