@@ -13,11 +13,12 @@ import os
 import os.path as osp
 import sys
 
+from mmengine.dist import is_main_process
 from mmengine.evaluator import DumpResults
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmdfkd.apis import load_config  # noqa: E402
+from mmdfkd.apis import finish_distributed, load_config  # noqa: E402
 from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
 from mmdfkd.apis.evaluate import build_test_runner, prepare_test_config  # noqa: E402
 from mmdfkd.registry import MODELS  # noqa: E402
@@ -96,11 +97,15 @@ def main() -> None:
     if args.out_item == 'pred':
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
-    if args.out and args.out_item == 'metrics':
+    # Every rank gets the gathered metrics; one writes them (tools/dist_test.sh).
+    if args.out and args.out_item == 'metrics' and is_main_process():
         # The evaluation is done by now: a missing folder must not lose its numbers.
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
+    # As in tools/train.py: a rank that exits while another still uses the gloo connections
+    # aborts (SIGABRT) at the end of a good evaluation.
+    finish_distributed()
 
 
 if __name__ == '__main__':
