@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from .conftest import ROOT, needs_fmnist, small_eval_options
+from .conftest import ROOT, config_path, needs_fmnist, small_eval_options
 
 
 def _free_port() -> int:
@@ -267,3 +267,123 @@ def test_two_process_test_equals_one_process(teacher_ckpt, tmp_path):
     accuracy = [re.search(r'accuracy/top1: ([0-9.]+)', log).group(1)
                 for log, _ in results.values()]
     assert accuracy[0] == accuracy[1]
+
+
+# Hook of the test below: delays rank 1's start and saves each rank's student at the end.
+RANK_SKEW_HOOK = '''
+import time
+import torch
+from mmengine import dist
+from mmengine.hooks import Hook
+from mmdfkd.registry import HOOKS
+
+
+@HOOKS.register_module()
+class RankSkewHook(Hook):
+    def __init__(self, delay_s, out):
+        self.delay_s, self.out = delay_s, out
+
+    def before_train(self, runner):
+        if dist.get_rank() == 1:
+            time.sleep(self.delay_s)
+
+    def after_train(self, runner):
+        model = getattr(runner.model, 'module', runner.model)
+        params = {k: v.detach().clone() for k, v in model.student.named_parameters()}
+        torch.save({'iter': runner.iter, 'params': params},
+                   f'{self.out}/rank{dist.get_rank()}.pt')
+'''
+
+
+@needs_fmnist
+def test_clock_decisions_agree_across_processes(teacher_ckpt, tmp_path):
+    """Each process used its own clock, started when it reached the loop. With rank 1 two
+    seconds behind, rank 0 ended training on train_cfg.time_budget_s while rank 1 went on
+    and waited in its next collective forever; the budget-fitted learning rate differed
+    between the ranks, so the DDP replicas drifted apart; a TimedValidationHook mark passed
+    on one rank only would validate there alone. Now every rank reads rank 0's clock."""
+    (tmp_path / 'rank_skew_hook.py').write_text(RANK_SKEW_HOOK)
+    config = tmp_path / 'skewed.py'
+    config.write_text(
+        f"_base_ = [{config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')!r}]\n"
+        "custom_imports = dict(imports=['mmdfkd', 'rank_skew_hook'], "
+        "allow_failed_imports=False)\n"
+        f"custom_hooks = [dict(type='RankSkewHook', delay_s=2.0, out={str(tmp_path)!r}),\n"
+        "                dict(type='TimedValidationHook', marks_s=(3.0, ))]\n")
+    opts = dict(small_eval_options(50), teacher_ckpt=teacher_ckpt)
+    # The step count never ends the schedule (T_max), the time budget does.
+    opts.update({'train_cfg.max_iters': 100000, 'train_cfg.val_interval': 100000,
+                 'train_cfg.time_budget_s': 8, 'param_scheduler.student.T_max': 100000,
+                 'param_scheduler.synthesizer.T_max': 100000,
+                 'default_hooks.checkpoint.interval': 100000,
+                 'model.synthesizer.batch_size': 16, 'model.student_batch_size': 16,
+                 'model.student_steps': 1})
+    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1', PYTHON=sys.executable,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path),
+                                                        os.environ.get('PYTHONPATH')])))
+    cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), str(config), '2', '--work-dir',
+           str(tmp_path / 'work'), '--cfg-options'] + [f'{k}={v}' for k, v in opts.items()]
+    # Without agreement the run hangs; the timeout turns that into a failure (SIGTERM to
+    # the launcher stops its workers too). The log goes to a file, not a pipe the workers
+    # could keep open.
+    log_file = tmp_path / 'log.txt'
+    with open(log_file, 'w') as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            proc.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait(timeout=60)
+            raise AssertionError('the two processes did not finish: '
+                                 + log_file.read_text()[-3000:]) from None
+    log = log_file.read_text()
+    assert proc.returncode == 0, log[-4000:]
+    assert 'train_cfg.time_budget_s=8 reached at iteration' in log, log[-4000:]
+    marks = re.findall(r'TimedValidationHook: \d+s into training \(mark 3s\)', log)
+    assert len(marks) == 1, log[-4000:]
+    rank0 = torch.load(tmp_path / 'rank0.pt', weights_only=True)
+    rank1 = torch.load(tmp_path / 'rank1.pt', weights_only=True)
+    assert rank0['iter'] == rank1['iter'] > 1, log[-4000:]
+    for name, value in rank0['params'].items():
+        assert torch.equal(value, rank1['params'][name]), name
+
+
+@needs_fmnist
+def test_sigterm_to_dist_train_saves_a_checkpoint_in_every_process(teacher_ckpt, tmp_path):
+    """A scheduler pre-empting a job, or `kill PID` of tools/dist_train.sh, sends SIGTERM to
+    the script. Its shell ran the launcher as a child and held the signal until training
+    ended by itself: nothing stopped and no checkpoint was saved. The launcher now takes the
+    shell's place, passes SIGTERM to every process, and they save the iteration under way."""
+    import signal
+    opts = dict(small_eval_options(50), teacher_ckpt=teacher_ckpt)
+    opts.update({'train_cfg.max_iters': 100000, 'train_cfg.val_interval': 100000,
+                 'default_hooks.checkpoint.interval': 100000,
+                 'default_hooks.logger.interval': 1, 'model.synthesizer.batch_size': 16,
+                 'model.student_batch_size': 16, 'model.student_steps': 1,
+                 'custom_hooks': '[]'})
+    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1', PYTHON=sys.executable)
+    cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'),
+           config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py'), '2',
+           '--work-dir', str(tmp_path / 'work'), '--cfg-options'] + [
+               f'{k}={v}' for k, v in opts.items()]
+    log_file = tmp_path / 'log.txt'
+    with open(log_file, 'w') as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 240
+            while 'Iter(train)' not in log_file.read_text():
+                assert proc.poll() is None and time.time() < deadline, \
+                    log_file.read_text()[-3000:]
+                time.sleep(1)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    log = log_file.read_text()
+    assert 'SIGTERM received' in log, log[-3000:]
+    stopped = re.findall(r'stopping at iteration (\d+) \(max_iters 100000\)', log)
+    assert stopped, log[-3000:]
+    assert 'continue with `tools/dist_train.sh CONFIG 2 --resume`' in log
+    last = (tmp_path / 'work' / 'last_checkpoint').read_text().strip()
+    assert last.endswith(f'iter_{stopped[0]}.pth') and osp.isfile(last)

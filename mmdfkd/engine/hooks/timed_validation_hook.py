@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 from mmengine.hooks import Hook
 
-from mmdfkd.engine.runner import resumed_train_elapsed_s
+from mmdfkd.engine.runner import rank0_seconds, resumed_train_elapsed_s
 from mmdfkd.registry import HOOKS
 
 
@@ -49,7 +49,9 @@ class TimedValidationHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self._start is None or self._done >= len(self.marks):
             return
-        elapsed = time.perf_counter() - self._start
+        # Rank 0's clock on every rank: a mark one rank has passed and another not would
+        # start a validation (with its collectives) on one rank only.
+        elapsed = rank0_seconds(time.perf_counter() - self._start)
         if elapsed < self.marks[self._done]:
             return
         if runner.val_loop is None:

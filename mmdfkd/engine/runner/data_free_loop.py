@@ -1,6 +1,8 @@
 """Training loop for data-free distillation: the batches come from the synthesizer."""
 import time
 
+import torch
+from mmengine import dist
 from mmengine.logging import MessageHub
 from mmengine.runner import BaseLoop
 
@@ -19,6 +21,30 @@ BUDGET_FRACTION_KEY = 'time_budget_fraction'
 def resumed_train_elapsed_s(message_hub: MessageHub) -> float:
     """Seconds of training a resumed run already spent (0 for a fresh run)."""
     return float(message_hub.get_info(TRAIN_ELAPSED_KEY, 0.0))
+
+
+def rank0_seconds(seconds: float) -> float:
+    """``seconds`` as rank 0 measured them, on every process of a distributed run.
+
+    Each process has its own clock, started at a slightly different moment, so a decision
+    taken on it could differ between ranks: one rank would end training on the time budget
+    (or validate at a ``TimedValidationHook`` mark) while the other waits for it in the next
+    collective forever, and a budget-fitted learning rate would step the DDP replicas apart.
+    Every clock-driven decision reads the same number instead. One process: ``seconds``.
+    """
+    if dist.get_world_size() == 1:
+        return seconds
+    value = torch.tensor([seconds], dtype=torch.float64)
+    dist.broadcast(value, src=0)
+    return float(value)
+
+
+def resume_command() -> str:
+    """How to continue this run, as the user started it (one process or several)."""
+    world_size = dist.get_world_size()
+    if world_size > 1:
+        return f'tools/dist_train.sh CONFIG {world_size} --resume'
+    return 'tools/train.py CONFIG --resume'
 
 
 class _SyntheticDataset:
@@ -202,12 +228,12 @@ class DataFreeTrainLoop(BaseLoop):
             self.runner.logger.error(
                 f'{e} Stopping at iteration {self._iter + 1} (max_iters {self._max_iters}) '
                 'with a checkpoint that keeps every teacher query bought so far; continue '
-                'with `tools/train.py CONFIG --resume` once the teacher answers again.')
+                f'with `{resume_command()}` once the teacher answers again.')
             self.teacher_error = e
             self._max_iters = self._iter + 1
             self.dataloader.num_iters = self._max_iters
             outputs = {}
-        elapsed = time.perf_counter() - start
+        elapsed = rank0_seconds(time.perf_counter() - start)
         # Published before the hooks run, so the checkpoint of this iteration and the
         # parameter schedulers stepped after it see the same clock.
         self.runner.message_hub.update_info(TRAIN_ELAPSED_KEY, elapsed)
@@ -230,7 +256,7 @@ class DataFreeTrainLoop(BaseLoop):
             self.stopped_by_signal = self._stop_signals.signum
             self.runner.logger.warning(
                 f'stopping at iteration {self._iter + 1} (max_iters {self._max_iters}); its '
-                'checkpoint is saved, continue with `tools/train.py CONFIG --resume`.')
+                f'checkpoint is saved, continue with `{resume_command()}`.')
             self._max_iters = self._iter + 1
             self.dataloader.num_iters = self._max_iters
         self.runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch,
