@@ -24,6 +24,23 @@ def test_marks_must_be_positive():
 
 
 @needs_fmnist
+def test_a_run_without_validation_warns_at_the_start_and_trains_on(teacher_ckpt, tmp_path):
+    """--no-validate with the hook in the config trained until the first mark (3 minutes in
+    the benchmark) and then failed, saving nothing after the last periodic checkpoint."""
+    cfg = datafree_cfg('dfad/dfad_lenet5bn_lenet5half_fmnist.py', str(tmp_path), teacher_ckpt,
+                       max_iters=3, **{'custom_hooks': [
+                           dict(type='TimedValidationHook', marks_s=[1e-3])]})
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None  # what --no-validate does
+    runner = build_runner(cfg)
+    runner.train()
+    assert runner.iter == 3
+    assert osp.isfile(tmp_path / 'iter_3.pth')
+    log = open(glob.glob(osp.join(str(tmp_path), '*', '*.log'))[0]).read()
+    assert 'TimedValidationHook: this run does not validate' in log
+    assert not any('accuracy/top1@' in json.dumps(r) for r in _scalars(tmp_path))
+
+
+@needs_fmnist
 def test_data_free_run_logs_accuracy_at_the_mark(teacher_ckpt, tmp_path):
     cfg = datafree_cfg('dfad/dfad_lenet5bn_lenet5half_fmnist.py', str(tmp_path), teacher_ckpt,
                        max_iters=3, **{'custom_hooks': [
