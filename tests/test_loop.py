@@ -1,4 +1,5 @@
 import glob
+import os.path as osp
 
 import pytest
 
@@ -150,3 +151,62 @@ def test_stop_signals_leave_an_ignored_signal_ignored():
         assert signal.getsignal(signal.SIGTERM) is not stop._handle
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_non_finite_loss_stops_before_its_weights_are_saved(teacher_ckpt, tmp_path):
+    """A diverged learning rate turned the student's weights into NaN and the run went on,
+    saving NaN checkpoints over the good ones (max_keep_ckpts deletes the old ones) and
+    validating at 10 %. Now the iteration whose loss is not finite raises, naming the term,
+    before its hooks run: the latest checkpoint on disk is the last good one."""
+    import torch
+
+    config = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
+    cfg = datafree_cfg(config, str(tmp_path), teacher_ckpt, max_iters=6,
+                       **{'default_hooks.checkpoint.interval': 2})
+    runner = build_runner(cfg)
+    model_cls = type(runner.model)
+
+    def train_step(module_self, data, optim_wrapper):
+        if data['iteration'] == 2:  # the third iteration's student update diverges
+            optim_wrapper['student'].optimizer.param_groups[0]['lr'] = 1e30
+        return model_cls.train_step(module_self, data, optim_wrapper)
+
+    runner.model.train_step = train_step.__get__(runner.model)
+    with pytest.raises(FloatingPointError, match=r'iteration 4 left NaN or infinite values in '
+                                                 r'.*student\.loss_kd=nan.*optimizer\.lr'):
+        runner.train()
+    assert last_checkpoint(str(tmp_path)).endswith('iter_2.pth')
+    saved = torch.load(last_checkpoint(str(tmp_path)), weights_only=False)
+    assert all(torch.isfinite(v).all() for k, v in saved['state_dict'].items()
+               if k.startswith('student.') and v.is_floating_point())
+    assert not osp.exists(tmp_path / 'iter_4.pth')
+
+
+def test_weights_spoilt_by_the_last_update_are_not_saved(teacher_ckpt, tmp_path):
+    """The update that spoils the weights follows its iteration's finite loss, so a check of
+    the losses alone comes one iteration late: the checkpoint due at that iteration would
+    hold NaN weights, and with max_keep_ckpts=1 mmengine deletes the good one before it
+    saves. The weights are checked too, before the iteration's hooks."""
+    import torch
+
+    config = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
+    cfg = datafree_cfg(config, str(tmp_path), teacher_ckpt, max_iters=6,
+                       **{'default_hooks.checkpoint.interval': 1,
+                          'default_hooks.checkpoint.max_keep_ckpts': 1})
+    runner = build_runner(cfg)
+    model_cls = type(runner.model)
+
+    def train_step(module_self, data, optim_wrapper):
+        if data['iteration'] == 2:  # this update makes the weights infinite at once
+            optim_wrapper['student'].optimizer.param_groups[0]['lr'] = float('inf')
+        return model_cls.train_step(module_self, data, optim_wrapper)
+
+    runner.model.train_step = train_step.__get__(runner.model)
+    with pytest.raises(FloatingPointError, match=r'iteration 3 left NaN or infinite values in '
+                                                 r'student\.backbone\.conv1\.0\.weight'):
+        runner.train()
+    assert last_checkpoint(str(tmp_path)).endswith('iter_2.pth')
+    assert osp.isfile(tmp_path / 'iter_2.pth') and not osp.exists(tmp_path / 'iter_3.pth')
+    saved = torch.load(tmp_path / 'iter_2.pth', weights_only=False)
+    assert all(torch.isfinite(v).all() for v in saved['state_dict'].values()
+               if isinstance(v, torch.Tensor) and v.is_floating_point())

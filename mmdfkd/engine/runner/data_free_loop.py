@@ -1,9 +1,11 @@
 """Training loop for data-free distillation: the batches come from the synthesizer."""
+import itertools
 import time
 
 import torch
 from mmengine import dist
 from mmengine.logging import MessageHub
+from torch import nn
 from mmengine.runner import BaseLoop
 
 from mmdfkd.models.teachers import QueryBudgetExceeded, TeacherUnavailableError
@@ -37,6 +39,38 @@ def rank0_seconds(seconds: float) -> float:
     value = torch.tensor([seconds], dtype=torch.float64)
     dist.broadcast(value, src=0)
     return float(value)
+
+
+def non_finite_state(outputs: dict, model: nn.Module) -> list[str]:
+    """What an iteration left NaN or infinite: its loss terms (the keys of ``outputs`` with
+    ``loss`` in them) and the first such weight of ``model`` outside its teacher (parameters
+    and buffers; the teacher is frozen). Agreed across processes: a problem one rank has
+    counts on all, so they stop together."""
+    problems = []
+    for key, value in (outputs or {}).items():
+        if 'loss' in key and isinstance(value, (torch.Tensor, float, int)):
+            flat = torch.as_tensor(value, dtype=torch.float64).flatten()
+            if not bool(torch.isfinite(flat).all()):
+                problems.append(f'{key}={float(flat[~torch.isfinite(flat)][0])}')
+    teacher = getattr(model, 'teacher', None)
+    frozen = ({id(t) for t in itertools.chain(teacher.parameters(), teacher.buffers())}
+              if isinstance(teacher, nn.Module) else set())
+    weights = [(name, t.detach()) for name, t in itertools.chain(model.named_parameters(),
+                                                                 model.named_buffers())
+               if t.is_floating_point() and id(t) not in frozen]
+    if weights:
+        # One sum per tensor, checked at once: a NaN or infinity anywhere makes its sum one.
+        device = weights[0][1].device
+        sums = torch.stack([t.float().sum().to(device) for _, t in weights])
+        if not bool(torch.isfinite(sums).all()):
+            problems.append(next(name for name, t in weights if not bool(
+                torch.isfinite(t).all())))
+    if dist.get_world_size() > 1:
+        flag = torch.tensor([float(bool(problems))])
+        dist.all_reduce(flag, op='max')
+        if float(flag) and not problems:
+            problems = ['a loss or weight of another process']
+    return problems
 
 
 def resume_command() -> str:
@@ -101,6 +135,9 @@ class DataFreeTrainLoop(BaseLoop):
             same way: the iteration under way is the last, its checkpoint keeps every query
             bought so far, and the error is raised after it (no final validation), so the
             run continues with ``--resume`` once the server is back.
+            An iteration that leaves a loss term or a weight NaN or infinite raises
+            ``FloatingPointError`` (:func:`non_finite_state`) before its hooks, so no
+            checkpoint of the spoilt weights is saved.
         metainfo (dict, optional): Dataset meta (``classes``) for the visualizer/checkpoint;
             defaults to the validation dataset's.
     """
@@ -233,6 +270,19 @@ class DataFreeTrainLoop(BaseLoop):
             self._max_iters = self._iter + 1
             self.dataloader.num_iters = self._max_iters
             outputs = {}
+        problems = non_finite_state(outputs, getattr(self.runner.model, 'module',
+                                                      self.runner.model))
+        if problems:
+            # Raised before the iteration's hooks: no checkpoint of the spoilt weights is
+            # written, and CheckpointHook's max_keep_ckpts (which deletes the oldest one
+            # before it saves) deletes no good one for them.
+            raise FloatingPointError(
+                f'iteration {self._iter + 1} left NaN or infinite values in '
+                f'{", ".join(problems)}: an update diverged, so training stops here without '
+                'saving it. Lower the learning rate that diverged (optim_wrapper.student / '
+                'optim_wrapper.synthesizer optimizer.lr) or the weight of the loss term that '
+                'grew, then continue from the latest checkpoint, if the run saved one, with '
+                f'`{resume_command()}`.')
         elapsed = rank0_seconds(time.perf_counter() - start)
         # Published before the hooks run, so the checkpoint of this iteration and the
         # parameter schedulers stepped after it see the same clock.
