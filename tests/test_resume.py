@@ -89,3 +89,57 @@ def test_resume_refuses_a_work_dir_of_another_config(teacher_ckpt, tmp_path):
                                          r'synthesizer.generator.*Resume a run with '
                                          rf'the config the run used \({dumped}\)'):
         other.train()
+
+
+@needs_fmnist
+def test_a_run_resumed_with_another_learning_rate_uses_it(teacher_ckpt, tmp_path):
+    """mmengine restores the optimizer's and the schedulers' base learning rates from the
+    checkpoint, so a run resumed with a lower optim_wrapper...lr (the advice a diverged run
+    stops with) kept the old one without a word. The config's rate now replaces it and the
+    schedule goes on from the same point at the new level; the other optimizer is as saved."""
+    import shutil
+    config = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
+    first = str(tmp_path / 'first')
+    build_runner(datafree_cfg(config, first, teacher_ckpt, max_iters=2)).train()
+    lowered = None
+    final = {}
+    for name, factor in (('same', 1.0), ('lowered', 0.1)):
+        work = str(tmp_path / name)
+        shutil.copytree(first, work)
+        cfg = datafree_cfg(config, work, teacher_ckpt, max_iters=3, resume=True,
+                           **{'train_cfg.val_interval': 3})
+        lowered = cfg.optim_wrapper.student.optimizer.lr * factor
+        cfg.optim_wrapper.student.optimizer.lr = lowered
+        runner = build_runner(cfg)
+        runner.train()
+        final[name] = {key: runner.optim_wrapper[key].optimizer.param_groups[0]
+                       for key in ('student', 'synthesizer')}
+    assert final['lowered']['student']['initial_lr'] == pytest.approx(lowered)
+    assert final['lowered']['student']['lr'] == pytest.approx(
+        final['same']['student']['lr'] * 0.1, rel=1e-9)
+    assert final['lowered']['synthesizer']['lr'] == final['same']['synthesizer']['lr']
+
+
+@needs_fmnist
+def test_a_run_resumed_with_more_iterations_goes_on_with_its_schedule(teacher_ckpt, tmp_path):
+    """A scheduler's `end` defaults to train_cfg.max_iters and mmengine restored it from the
+    checkpoint: a run resumed with a larger max_iters kept its learning rate frozen at the
+    old end. The config's schedule now goes on from the checkpoint's position."""
+    config = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
+    work = str(tmp_path / 'run')
+    schedule = {'param_scheduler.student.T_max': 6}
+    build_runner(datafree_cfg(config, work, teacher_ckpt, max_iters=2, **schedule)).train()
+    cfg = datafree_cfg(config, work, teacher_ckpt, max_iters=6, resume=True,
+                       **schedule, **{'train_cfg.val_interval': 6})
+    runner = build_runner(cfg)
+    rates = []
+
+    def spy(module_self, data, optim_wrapper, _orig=type(runner.model).train_step):
+        rates.append(optim_wrapper['student'].optimizer.param_groups[0]['lr'])
+        return _orig(module_self, data, optim_wrapper)
+
+    runner.model.train_step = spy.__get__(runner.model)
+    runner.train()
+    assert len(rates) == 4
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:])), rates
+    assert runner.param_schedulers['student'][0].end == 6

@@ -1,11 +1,19 @@
 """Runner that accepts a training config without a training dataloader."""
+import copy
+
 import torch
 from mmengine.device import get_device
 from mmengine.model import is_model_wrapper
-from mmengine.optim import OptimWrapperDict
+from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.runner import Runner
 
 from mmdfkd.registry import MODEL_WRAPPERS, RUNNERS
+
+
+# What a resumed scheduler takes from its checkpoint: where it is in its schedule (and its
+# base values, which follow the optimizer's learning rates); the schedule is the config's.
+SCHEDULER_POSITION_KEYS = ('last_step', '_global_step', '_last_value', 'base_values',
+                           'verbose')
 
 
 @RUNNERS.register_module()
@@ -102,13 +110,97 @@ class DataFreeRunner(Runner):
                 f'{run_config_hint(filename, saved)}, or start a new run: leave out --resume, '
                 'or give another --work-dir (a work dir already holding another config\'s '
                 'checkpoints is resumed from them).')
+        configured = self._configured_learning_rates()
+        schedule = self._configured_schedule()
         super().resume(filename, resume_optimizer=resume_optimizer,
                        resume_param_scheduler=resume_param_scheduler,
                        map_location=map_location)
+        self._keep_configured_schedule(schedule)
+        self._keep_configured_learning_rates(configured)
         from mmdfkd.engine.hooks.random_state_hook import RandomStateHook
         for hook in self._hooks:
             if isinstance(hook, RandomStateHook):
                 hook.resume_from(self, saved)
+
+    def _optim_wrappers(self) -> dict[str, OptimWrapper]:
+        if isinstance(self.optim_wrapper, OptimWrapperDict):
+            return dict(self.optim_wrapper.items())
+        if isinstance(self.optim_wrapper, OptimWrapper):
+            return {'': self.optim_wrapper}
+        return {}
+
+    def _configured_learning_rates(self) -> dict[str, list[float]]:
+        """Each optimizer's base learning rates as this run's config sets them."""
+        return {name: [group.get('initial_lr', group['lr'])
+                       for group in wrapper.optimizer.param_groups]
+                for name, wrapper in self._optim_wrappers().items()}
+
+    def _labelled_schedulers(self) -> list[tuple[str, object]]:
+        schedulers = self.param_schedulers
+        if isinstance(schedulers, dict):
+            groups = {f'param_scheduler.{name}': list(group)
+                      for name, group in schedulers.items()}
+        elif isinstance(schedulers, list):
+            groups = {'param_scheduler': schedulers}
+        else:
+            return []
+        return [(label if len(group) == 1 else f'{label}[{i}]', scheduler)
+                for label, group in groups.items() for i, scheduler in enumerate(group)
+                if hasattr(scheduler, 'state_dict')]
+
+    def _configured_schedule(self) -> list[tuple[str, object, dict]]:
+        """Every scheduler's settings as this run's config builds them (not its position)."""
+        return [(label, scheduler, {k: copy.deepcopy(v) for k, v in scheduler.state_dict().items()
+                                    if k not in SCHEDULER_POSITION_KEYS})
+                for label, scheduler in self._labelled_schedulers()]
+
+    def _keep_configured_schedule(self, schedule: list[tuple[str, object, dict]]) -> None:
+        """Give a resumed run its config's schedule, from the checkpoint's position in it.
+
+        mmengine restores every scheduler setting from the checkpoint, including ``end``,
+        which defaults to ``train_cfg.max_iters``: a run resumed with a larger ``max_iters``
+        (to train longer) froze its learning rate at the old end, and a changed ``T_max``
+        or ``eta_min`` did nothing. The checkpoint now gives the position (``last_step``) and
+        the config the rest; with an unchanged config nothing differs.
+        """
+        for label, scheduler, settings in schedule:
+            restored = scheduler.state_dict()
+            for key, value in settings.items():
+                if restored.get(key) != value:
+                    setattr(scheduler, key, value)
+                    self.logger.info(f'{label}.{key}: {restored.get(key)} -> {value} (the '
+                                     "config's, not the checkpoint's).")
+
+    def _keep_configured_learning_rates(self, configured: dict[str, list[float]]) -> None:
+        """Give a resumed run the learning rates of its config.
+
+        mmengine restores the optimizer's and the schedulers' base values from the
+        checkpoint, so a run resumed with another ``optim_wrapper...lr`` (the fix for a
+        diverged run, which stops with that advice) kept the old one without a word. Where
+        the config's base rate differs, it replaces the checkpoint's and the current rate is
+        scaled by the same ratio, so the schedule goes on from where it was, at the new level.
+        """
+        schedulers = self.param_schedulers or []
+        if isinstance(schedulers, dict):
+            schedulers = [s for group in schedulers.values() for s in group]
+        for name, wrapper in self._optim_wrappers().items():
+            for i, group in enumerate(wrapper.optimizer.param_groups):
+                if name not in configured or i >= len(configured[name]):
+                    continue
+                new, old = configured[name][i], group.get('initial_lr', group['lr'])
+                if old == new or old == 0:
+                    continue
+                group['lr'] = group['lr'] * new / old
+                group['initial_lr'] = new
+                for scheduler in schedulers:
+                    if getattr(scheduler, 'param_name', None) != 'lr':
+                        continue
+                    for j, sgroup in enumerate(scheduler.optimizer.param_groups):
+                        if sgroup is group:
+                            scheduler.base_values[j] = new
+                key = f'optim_wrapper.{name}' if name else 'optim_wrapper'
+                self.logger.info(f'{key}: base learning rate {old:g} -> {new:g} (the config\'s, '
+                                 "not the checkpoint's); the schedule goes on from it.")
 
     def wrap_model(self, model_wrapper_cfg, model):
         """Build mmdfkd's own wrappers (``DataFreeSeparateDDP``) from mmdfkd's registry.
