@@ -99,10 +99,9 @@ def _cam_ddp_worker(rank: int, port: int, teacher_ckpt: str, out: str) -> None:
                            moved=float((after - before).abs().max()),
                            loss_cam=[float(log['student.loss_cam']) for log in logs]), f)
         os.replace(out + '.part', out)  # the parent never reads a half-written result
-    # Both ranks leave together: a rank that tore the group down while the other was
-    # still writing its result could leave that one waiting in gloo's shutdown.
-    torch_dist.barrier()
-    torch_dist.destroy_process_group()
+    # Both ranks leave together, and no gloo thread frees a Python tensor during shutdown.
+    from mmdfkd.apis import finish_distributed
+    finish_distributed()
 
 
 def test_cam_loss_gradients_are_averaged_across_ranks(tmp_path):

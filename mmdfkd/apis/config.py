@@ -176,10 +176,24 @@ def _init_cpu_process_group(cfg: Config) -> None:
 def finish_distributed() -> None:
     """Let every rank finish before any exits, then close the process group.
 
-    Without it a rank that finishes first can close its gloo connections while another still
-    uses them, and that rank aborts (SIGABRT) at the very end of an otherwise good run.
+    Without the barrier a rank that finishes first can close its gloo connections while
+    another still uses them, and that rank aborts (SIGABRT) at the very end of a good run.
+
+    The barrier's work is then kept alive until the process exits, on purpose. Gloo's worker
+    thread drops its own reference to a finished work a moment after ``wait()`` returns, and
+    the barrier's work holds every work still in flight when it was queued (the last
+    broadcast of the run, say), whose tensors belong to Python objects. Under load that
+    moment can come after the interpreter has begun to shut down: freeing those tensors then
+    needs the GIL, Python ends the thread, and the process dies with "terminate called
+    without an active exception" (SIGABRT, a failed run; seen in CI). The gloo threads are
+    not joined by ``destroy_process_group`` while a DDP wrapper lives, so waiting for them is
+    not possible. A work that is never freed frees no Python objects from a gloo thread.
     """
+    import ctypes
+
     import torch.distributed as torch_dist
     if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.barrier()
+        barrier = torch_dist.barrier(async_op=True)
+        barrier.wait()
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(barrier))
         torch_dist.destroy_process_group()
