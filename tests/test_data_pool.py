@@ -154,3 +154,40 @@ def test_cache_stays_within_its_memory_budget_and_evicts_least_recently_used(tmp
     assert len(pool) == 12 and set(pool.sample(64)[0][:, 0, 0, 0].tolist()) == {1.0, 2.0, 3.0}
     with pytest.raises(ValueError, match='cache_mb'):
         SyntheticDataPool(cache_mb=0)
+
+
+@pytest.mark.skipif(not osp.exists('/dev/full'), reason='needs /dev/full to fill a write')
+def test_a_batch_the_disk_refuses_is_named_and_left_out_of_the_pool(tmp_path):
+    """A full disk made torch.save fail with an "enforce fail ... unexpected pos" and left a
+    truncated batch file. The write now fails with the file, the cause and what to do, and
+    the pool (index and files) is as before the add."""
+    from mmdfkd.utils.atomic_save import WriteFailedError
+    pool = SyntheticDataPool(max_images=100)
+    pool.set_root(str(tmp_path))
+    pool.add(*_batch(1.0))
+    # The next batch's file is written through `<name>.part`: send that write to /dev/full.
+    os.symlink('/dev/full', tmp_path / 'batch_r0_0000001.pt.part')
+    with pytest.raises(WriteFailedError, match=r'batch_r0_0000001\.pt: the disk is full.*'
+                       r'--resume'):
+        pool.add(*_batch(2.0))
+    assert len(pool) == 4 and sorted(os.listdir(tmp_path)) == ['batch_r0_0000000.pt']
+    assert set(pool.sample(16)[0][:, 0, 0, 0].tolist()) == {1.0}
+    pool.add(*_batch(3.0))  # space again: the run goes on
+    assert len(pool) == 8
+
+
+def test_an_overwrite_that_fails_keeps_the_old_file(tmp_path):
+    """Written whole or not at all: a failed rewrite of a file leaves the old one intact."""
+    from mmdfkd.utils.atomic_save import WriteFailedError, save_whole
+    path = str(tmp_path / 'record.pt')
+    save_whole({'x': torch.ones(3)}, path, 'record', 'advice')
+
+    def interrupted(obj, file):
+        file.write(b'half a file')
+        raise OSError(5, 'Input/output error')
+
+    with pytest.raises(WriteFailedError, match=r'could not write record .*record\.pt: '
+                       r'OSError: .*Input/output error.*advice'):
+        save_whole({'x': torch.zeros(3)}, path, 'record', 'advice', save=interrupted)
+    torch.testing.assert_close(torch.load(path)['x'], torch.ones(3))
+    assert os.listdir(tmp_path) == ['record.pt']

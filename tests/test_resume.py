@@ -1,4 +1,6 @@
 import copy
+import os
+import os.path as osp
 
 import pytest
 import torch
@@ -143,3 +145,28 @@ def test_a_run_resumed_with_more_iterations_goes_on_with_its_schedule(teacher_ck
     assert len(rates) == 4
     assert all(later < earlier for earlier, later in zip(rates, rates[1:])), rates
     assert runner.param_schedulers['student'][0].end == 6
+
+
+@needs_fmnist
+@pytest.mark.skipif(not osp.exists('/dev/full'), reason='needs /dev/full to fill a write')
+def test_a_checkpoint_the_disk_refuses_leaves_no_truncated_file_and_the_run_resumes(
+        teacher_ckpt, tmp_path):
+    """mmengine wrote checkpoints straight to their final names: a full disk (or a process
+    killed mid-write) left a truncated iter_N.pth that --resume PATH could not load. The
+    checkpoint is now written under a temporary name and renamed, and the error says what
+    to do; the run resumes from the checkpoint before."""
+    from mmdfkd.utils.atomic_save import WriteFailedError
+    config = 'dfad/dfad_lenet5bn_lenet5half_fmnist.py'
+    work = str(tmp_path / 'run')
+    options = {'train_cfg.val_interval': 3, 'default_hooks.checkpoint.interval': 1}
+    runner = build_runner(datafree_cfg(config, work, teacher_ckpt, max_iters=3, **options))
+    os.symlink('/dev/full', osp.join(work, 'iter_2.pth.part'))  # the disk is full at iter 2
+    with pytest.raises(WriteFailedError, match=r'checkpoint .*iter_2\.pth: the disk is full.*'
+                       r'tools/train\.py CONFIG --resume.*last_checkpoint'):
+        runner.train()
+    assert sorted(f for f in os.listdir(work) if 'iter_' in f) == ['iter_1.pth']
+    assert last_checkpoint(work).endswith('iter_1.pth')
+    resumed = build_runner(datafree_cfg(config, work, teacher_ckpt, max_iters=3, resume=True,
+                                        **options))
+    resumed.train()
+    assert torch.load(last_checkpoint(work), weights_only=False)['meta']['iter'] == 3

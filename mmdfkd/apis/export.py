@@ -2,7 +2,6 @@
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -10,6 +9,7 @@ from mmdfkd.engine.runner.checkpoint_loader import (load_run_checkpoint, run_con
                                                     weights_mismatch)
 from mmdfkd.registry import DATASETS, MODELS, TRANSFORMS
 from mmdfkd.utils import resolve_model_reference
+from mmdfkd.utils.atomic_save import save_whole
 
 STUDENT_PREFIX = 'student.'
 
@@ -61,7 +61,8 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str
     meta = dict(state.get('meta', {}))
     meta['exported_from'] = osp.abspath(checkpoint)
     ckpt_path = osp.join(out_dir, 'student.pth')
-    torch.save({'state_dict': student_state, 'meta': meta}, ckpt_path)
+    save_whole({'state_dict': student_state, 'meta': meta}, ckpt_path, 'exported student',
+               'Free space, or give another output folder, and export again.')
 
     # A student named by its config file (cfg_path) is written out in full: the exported
     # config is built by mmpretrain's registry, which does not resolve references.

@@ -1,13 +1,16 @@
 """Runner that accepts a training config without a training dataloader."""
 import copy
+import os.path as osp
 
 import torch
 from mmengine.device import get_device
+from mmengine.dist import master_only
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.runner import Runner
 
 from mmdfkd.registry import MODEL_WRAPPERS, RUNNERS
+from mmdfkd.utils.atomic_save import partial_path
 
 
 # What a resumed scheduler takes from its checkpoint: where it is in its schedule (and its
@@ -88,6 +91,27 @@ class DataFreeRunner(Runner):
             for value in model.state_dict().values():
                 if isinstance(value, torch.Tensor):
                     broadcast(value)
+
+    @master_only
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
+        """mmengine's save, written whole or not at all (local folders).
+
+        mmengine writes the checkpoint straight to its final name. A full disk left a
+        truncated ``iter_N.pth`` and an error that did not say what to do; a process killed
+        mid-write (the OOM killer, SIGKILL after a pre-emption's grace period) left one that
+        ``--resume PATH`` failed on with "failed finding central directory". The file is now
+        written under a temporary name and renamed, so ``last_checkpoint`` (written after
+        this returns) and every ``iter_N.pth`` name complete checkpoints only.
+        """
+        if '://' in str(out_dir):  # a remote backend: mmengine's own way
+            return super().save_checkpoint(out_dir, filename, *args, **kwargs)
+        from .data_free_loop import resume_command
+        last = osp.join(self.work_dir, 'last_checkpoint')
+        with partial_path(osp.join(out_dir, filename), 'checkpoint',
+                          'Nothing saved before is lost: free space, then run '
+                          f'`{resume_command()}`, which continues from the checkpoint '
+                          f'named in {last}.') as partial:
+            super().save_checkpoint(out_dir, osp.basename(partial), *args, **kwargs)
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True, map_location='default') -> None:

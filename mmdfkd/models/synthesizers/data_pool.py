@@ -11,6 +11,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from mmdfkd.registry import MODELS
+from mmdfkd.utils.atomic_save import save_whole
 
 # A pool is filled only by its synthesizer's synthesize(); the usual way to reach an empty one
 # is a config that never calls it.
@@ -109,7 +110,7 @@ class SyntheticDataPool(nn.Module):
             record['logits'] = logits.detach().half().cpu()
         if labels is not None:
             record['labels'] = labels.detach().long().cpu()
-        torch.save(record, self._path(name))
+        self._save(record, name)
         self._batches.append((name, images.size(0)))
         self._remember(name, record)
         while len(self) > self.max_images and len(self._batches) > 1:
@@ -125,6 +126,14 @@ class SyntheticDataPool(nn.Module):
                 self._kept_for_checkpoint.append(dropped)
             else:
                 self._remove_files([dropped])
+
+    def _save(self, record: dict, name: str) -> None:
+        # Whole or not at all: the pool index never names a truncated file, and a full disk
+        # is named as such (torch's own error on it is an "enforce fail" about zip offsets).
+        save_whole(record, self._path(name), 'synthetic pool batch',
+                   'Free space (or lower model.synthesizer.pool.max_images), then continue '
+                   'the run with --resume: its latest checkpoint and the pool files it names '
+                   'are complete.')
 
     def _remove_files(self, names: list[str]) -> None:
         for name in names:
@@ -159,11 +168,11 @@ class SyntheticDataPool(nn.Module):
         checkpoint names is not overwritten: the record goes to a new file in its place in
         the index, and the old one is kept for that checkpoint like a dropped batch."""
         if name not in self._checkpointed:
-            torch.save(record, self._path(name))
+            self._save(record, name)
             return name
         new = f'batch_r{dist.get_rank()}_{self._next_id:07d}.pt'
         self._next_id += 1
-        torch.save(record, self._path(new))
+        self._save(record, new)
         self._batches = [(new if b == name else b, n) for b, n in self._batches]
         self._kept_for_checkpoint.append(name)
         return new
