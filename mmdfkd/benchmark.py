@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mmdfkd.utils.atomic_save import save_whole
+
 
 @dataclass(frozen=True)
 class Row:
@@ -271,8 +273,10 @@ def merge_results(path: str, suite: Suite, previous: list[dict], rows: list[dict
         merged = [r for r in previous if r['method'] not in new] + rows
     order = {r.method: i for i, r in enumerate(suite.rows)}
     merged.sort(key=lambda r: order.get(r['method'], len(order)))
-    with open(path, 'w') as f:
-        json.dump(merged, f, indent=2)
+    # Whole or not at all: the file holds every row measured so far (hours of runs).
+    save_whole(json.dumps(merged, indent=2).encode(), path, 'benchmark results',
+               'Free space and run the suite again; the rows measured before are intact.',
+               save=lambda data, file: file.write(data))
 
 
 def format_markdown(suite: str, rows: list[dict], commands: str | list[str]) -> str:
@@ -388,5 +392,6 @@ def update_docs(path: str, suite: str, table: str) -> None:
                       flags=re.S)
     else:
         text = text.rstrip('\n') + '\n\n' + block + '\n'
-    with open(path, 'w') as f:
-        f.write(text)
+    save_whole(text.encode(), path, 'benchmark docs',
+               'Free space and run the suite again with --docs; the file is as before.',
+               save=lambda data, file: file.write(data))
