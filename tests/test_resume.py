@@ -74,6 +74,21 @@ def test_local_checkpoint_loader_accepts_mmengine_objects(tmp_path):
     assert loaded['message_hub']['log'].mean() == 1.5
 
 
+@pytest.mark.parametrize('kept_bytes', [0, 300])
+def test_a_cut_checkpoint_is_named_with_the_complete_ones_beside_it(tmp_path, kept_bytes):
+    """--resume PATH on a checkpoint cut short (saved before checkpoints were written whole,
+    or copied badly) failed with torch's "Ran out of input" (an empty file) or a miniz error,
+    neither naming the file or what to resume from instead."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    for it in (2, 10):
+        torch.save({'meta': {'iter': it}}, tmp_path / f'iter_{it}.pth')
+    whole = (tmp_path / 'iter_10.pth').read_bytes()
+    (tmp_path / 'iter_12.pth').write_bytes(whole[:kept_bytes])
+    with pytest.raises(ValueError, match=r'iter_12\.pth is not a complete checkpoint .*cut short'
+                       r'.*next to it: iter_2\.pth, iter_10\.pth; give the latest complete'):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'iter_12.pth'), map_location='cpu')
+
+
 @needs_fmnist
 def test_resume_refuses_a_work_dir_of_another_config(teacher_ckpt, tmp_path):
     """Resuming another config's run (same --work-dir, or --resume PATH) used to load the

@@ -8,6 +8,7 @@ We replace the loader for local paths (the user's own files) with one that passe
 """
 import glob
 import os.path as osp
+import pickle
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -19,7 +20,23 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=False)
+    except (EOFError, pickle.UnpicklingError, RuntimeError) as error:
+        # torch says "Ran out of input" for an empty file and a miniz error for a cut one.
+        if isinstance(error, RuntimeError) and 'PytorchStreamReader' not in str(error):
+            raise
+        earlier = sorted((p for p in glob.glob(osp.join(osp.dirname(osp.abspath(filename)),
+                                                        '*.pth'))
+                          if osp.abspath(p) != osp.abspath(filename)),
+                         key=lambda p: (len(p), p))
+        hint = (f" Checkpoints next to it: {', '.join(osp.basename(p) for p in earlier)}; "
+                'give the latest complete one (e.g. to --resume PATH).' if earlier else '')
+        raise ValueError(
+            f'{filename} is not a complete checkpoint ({type(error).__name__}: '
+            f'{str(error).split(". ")[0]}): it was cut short (a full disk, or a process killed '
+            f'while saving it) or damaged since.{hint}'
+        ) from error
 
 
 def load_run_checkpoint(filename: str, tool: str) -> dict:
