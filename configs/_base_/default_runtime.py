@@ -1,5 +1,8 @@
 # Runtime shared by every mmdfkd config (mirrors mmpretrain's default_runtime).
 default_scope = 'mmdfkd'
+# mmengine's Runner, plus what mmdfkd adds to every run: checkpoints written whole (a full
+# disk or a kill mid-save leaves no truncated file), exact resume of the random streams.
+runner_type = 'DataFreeRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
