@@ -208,6 +208,38 @@ def test_key_check_follows_kwargs_handed_to_the_parent_class():
      r"train_dataloader.dataset.pipeline\[0\].sise: CenterPad .*did you mean 'size'"),
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'randomness.sed', 1,
      r"randomness.sed: mmengine's Runner.set_randomness .*did you mean 'seed'"),
+    # misspelt type names (mmengine's registry KeyError came only after the teacher and the
+    # rest were built, without the key path), in each registry a config reaches
+    ('deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py',
+     'model.synthesizer.type', 'InversionSynthesiser',
+     r"model.synthesizer.type: 'InversionSynthesiser' is not in the model registry .*"
+     r"Did you mean 'InversionSynthesizer'"),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'optim_wrapper.student.optimizer.type', 'SDG',
+     r"optim_wrapper.student.optimizer.type: 'SDG' .*optimizer registry.*Did you mean 'SGD'"),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'default_hooks.logger.type', 'LogerHook',
+     r"default_hooks.logger.type: 'LogerHook' is not in the hook registry.*'LoggerHook'"),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'visualizer.vis_backends.0.type',
+     'TensorboardVisBackends',
+     r"visualizer.vis_backends\[0\].type: .*vis_backend registry.*'TensorboardVisBackend'"),
+    ('teachers/lenet5bn_fmnist.py', 'train_dataloader.dataset.pipeline.0.type', 'CenterPads',
+     r"train_dataloader.dataset.pipeline\[0\].type: .*transform registry.*'CenterPad'"),
+    # values torch.optim refuses (its "Invalid learning rate: -0.1" named no key)
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'optim_wrapper.student.optimizer.lr', -0.1,
+     r"optim_wrapper.student.optimizer.lr = -0.1: torch.optim.SGD refuses it: "
+     r"\"Invalid learning rate: -0.1\""),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'optim_wrapper.synthesizer.optimizer.betas',
+     (1.2, 0.9), r"optim_wrapper.synthesizer.optimizer.betas = \(1.2, 0.9\): torch.optim.Adam"),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'optim_wrapper.student.optimizer.lr', '0.1',
+     r"optim_wrapper.student.optimizer.lr = '0.1': torch.optim.SGD refuses it"),
+    # the augment lists take torchvision.transforms.v2 names, checked there (keys too)
+    ('deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py',
+     'model.student_augment', [dict(type='RandomHorizontalFlp')],
+     r"model.student_augment\[0\].type: 'RandomHorizontalFlp' is not in "
+     r"torchvision.transforms.v2 .*'RandomHorizontalFlip'"),
+    ('deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py',
+     'model.student_augment', [dict(type='RandomHorizontalFlip', prob=0.5)],
+     r"model.student_augment\[0\].prob: RandomHorizontalFlip takes no argument 'prob'.*"
+     r"help\(torchvision.transforms.v2.RandomHorizontalFlip\)"),
 ])
 def test_unknown_config_key_is_refused_before_building_with_its_path(config, key, value,
                                                                        message, tmp_path):
@@ -272,15 +304,23 @@ def test_no_config_of_mmpretrains_model_zoo_is_refused_by_the_key_check(teacher_
     from mmdfkd.registry import MODELS
     from mmdfkd.utils import load_referenced_config
     zoo = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs')
-    checked = 0
+    checked, stale = 0, []
     for path in sorted(glob.glob(osp.join(zoo, '*', '*.py'))):
         try:
             cfg = load_referenced_config(path)
         except ValueError:
             continue  # a few zoo configs do not load in mmengine at all (e.g. mixed lazy bases)
-        check_runner_config_keys(cfg)
+        try:
+            check_runner_config_keys(cfg)
+        except ValueError as err:
+            # The zoo's one stale name: mmpretrain 1.x calls its batch CutMix 'CutMix', so
+            # these configs fail in mmpretrain's own build too; the check says so up front.
+            assert "model.train_cfg.augments.type: 'BatchCutMix'" in str(err), path
+            assert "Did you mean 'CutMix'" in str(err)
+            stale.append(osp.basename(path))
         checked += 1
     assert checked > 400
+    assert 0 < len(stale) < 5, stale
     with pytest.raises(ValueError, match=r"model\.backbone\.norm_cfg\.epss: BatchNorm2d takes "
                                          r"no argument 'epss' \(did you mean 'eps'\?\)"):
         check_config_keys(dict(type='ImageClassifier', backbone=dict(

@@ -8,6 +8,7 @@ mmdfkd's registries (which fall back to mmpretrain's and mmengine's) and names t
 path, a close match and the accepted arguments.
 """
 import difflib
+import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -18,8 +19,8 @@ from mmengine.registry import Registry
 from mmdfkd.utils import is_model_reference, resolve_model_reference
 
 # Subtrees built by another registry (weight initialisers), whose ``type`` names may collide
-# with model names. Other foreign types (torchvision transform names in ``augment``) are not in
-# the model registry and so are left alone anyway.
+# with model names. Torchvision transform names (the ``augment`` lists) are looked up in
+# ``torchvision.transforms.v2`` instead of the registry.
 SKIPPED_KEYS = frozenset({'init_cfg'})
 # Keys that code between the config and the class takes off a sub-config first, so the class
 # never sees them: mmcv's build_norm_layer pops `requires_grad` from every `norm_cfg`, and
@@ -127,16 +128,104 @@ def accepted_arguments(factory: Callable) -> list[str] | None:
     return None
 
 
-def _factory(node_type: Any, registry: Registry) -> Callable | None:
+def _subtree_registries() -> dict[str, Registry]:
+    """Keys whose values another registry builds than the one of the config around them:
+    a visualizer's ``vis_backends``, and the ``augments`` of mmpretrain's batch augmentations
+    (``data_preprocessor.batch_augments``, a classifier's ``train_cfg``)."""
+    from mmpretrain.registry import BATCH_AUGMENTS, VISBACKENDS
+    return {'vis_backends': VISBACKENDS, 'augments': BATCH_AUGMENTS}
+
+
+# One registry, or several for a subtree that mixes them (``optim_wrapper``: wrappers and
+# the optimizers inside them); a name is looked up in each in turn.
+Registries = Registry | tuple[Registry, ...]
+
+
+def _as_tuple(registry: Registries) -> tuple[Registry, ...]:
+    return registry if isinstance(registry, tuple) else (registry, )
+
+
+def _factory(node_type: Any, registry: Registries) -> Callable | None:
     if isinstance(node_type, str):
-        try:
-            return registry.get(node_type)
-        except (KeyError, ImportError):
-            return None
+        for one in _as_tuple(registry):
+            try:
+                factory = one.get(node_type)
+            except (KeyError, ImportError):
+                factory = None
+            if factory is not None:
+                return factory
+        return None
     return node_type if callable(node_type) else None
 
 
-def _path_accepting(key: str, node: Any, registry: Registry, path: str) -> str | None:
+def _is_augment_list(parent_key: str) -> bool:
+    """``augment``, ``local_augment``, ``student_augment``: lists of torchvision
+    ``transforms.v2`` names (``BatchAugment``), not registry types."""
+    return parent_key.endswith('augment')
+
+
+def _augment_factory(name: str) -> Callable | None:
+    from torchvision.transforms import v2
+    factory = getattr(v2, name, None)
+    return factory if isinstance(factory, type) else None
+
+
+@functools.cache
+def _names_in_any_registry() -> frozenset[str]:
+    """Every name registered in any of mmpretrain's (and so mmengine's) or mmdfkd's registries:
+    a ``type`` that one of them knows may be built by another registry than the one checked
+    (a retriever's prototype ``dataset``, the ``pipeline`` of a hook's schedule)."""
+    import mmpretrain.registry
+
+    import mmdfkd.registry
+    names = set()
+    for module in (mmpretrain.registry, mmdfkd.registry):
+        for attr in dir(module):
+            node = getattr(module, attr)
+            while isinstance(node, Registry):
+                names.update(node.module_dict)
+                node = node.parent
+    return frozenset(names)
+
+
+def _unknown_type_error(name: str, path: str,
+                        registry: Registries | None) -> ValueError | None:
+    """The error for a ``type`` nothing knows, naming its key path and the closest names; the
+    build would only say ``KeyError: 'X is not in the mmdfkd::model registry'``, after the
+    teacher and the other parts were built.
+
+    ``registry=None`` is an ``augment`` list: only torchvision transforms go there. For a
+    registry, ``None`` (no error) unless the name is close to one it holds and unknown to every
+    other registry: config values may carry ``type`` keys of their own (LoRA's
+    ``targets=[dict(type='qkv')]``), which only a likely misspelling is told apart from."""
+    bare = name.rsplit('.', 1)[-1]
+    if registry is None:
+        from torchvision.transforms import v2
+        known = [n for n in dir(v2) if isinstance(getattr(v2, n), type)]
+        where = 'torchvision.transforms.v2 (these lists are built by BatchAugment)'
+        fix = 'a transform of its own is not possible here'
+    else:
+        if bare in _names_in_any_registry():
+            return None
+        known, places = [], []
+        for one in _as_tuple(registry):
+            scopes, node = [], one
+            while node is not None:
+                known += list(node.module_dict)
+                scopes.append(node.scope)
+                node = node.parent
+            places.append(f"the {one.name} registry of {' / '.join(scopes)}")
+        where = ' or '.join(places)
+        fix = ("a type of your own must be registered first (custom_imports=dict(imports="
+               "['your_module']))")
+    close = difflib.get_close_matches(bare, known, n=3, cutoff=0.6)
+    if registry is not None and not close:
+        return None
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ''
+    return ValueError(f"{path}.type: '{name}' is not in {where}.{hint} Fix the spelling; {fix}.")
+
+
+def _path_accepting(key: str, node: Any, registry: Registries, path: str) -> str | None:
     """``key``'s path under the first typed dict inside ``node`` (not ``node`` itself) whose
     class takes it: for a key set too high, e.g. ``model.query_budget``, the
     ``model.teacher.query_budget`` it belongs at."""
@@ -158,18 +247,25 @@ def _path_accepting(key: str, node: Any, registry: Registry, path: str) -> str |
     return None
 
 
-def check_config_keys(node: Any, registry: Registry, path: str) -> None:
-    """Raise ``ValueError`` for the first key under ``node`` that its ``type`` does not take.
+def check_config_keys(node: Any, registry: Registries, path: str,
+                      names_checked: bool = True) -> None:
+    """Raise ``ValueError`` for the first key under ``node`` that its ``type`` does not take,
+    or the first ``type`` that is a likely misspelling of a registered name.
 
     Args:
         node: A config value (dict, list or leaf); dicts with a ``type`` are checked.
         registry: The registry the ``type`` names are looked up in (``mmdfkd.registry.MODELS``
-            for ``model``); names it does not know are left to the build to report.
+            for ``model``; under a key ending in ``augment``, ``torchvision.transforms.v2``).
+            A name it does not know but that is close to one it holds is refused with its key
+            path and the closest names; other unknown names are left to the build to report.
         path: The node's key path for the message, e.g. ``'model'``.
+        names_checked: ``False`` below a class whose arguments cannot be read (a placeholder
+            for a model whose optional dependencies are missing): what it builds below it is
+            unknown, so its ``type`` names are not checked (their keys still are).
     """
     if isinstance(node, (list, tuple)):
         for index, item in enumerate(node):
-            check_config_keys(item, registry, f'{path}[{index}]')
+            check_config_keys(item, registry, f'{path}[{index}]', names_checked)
         return
     if not isinstance(node, dict):
         return
@@ -178,12 +274,19 @@ def check_config_keys(node: Any, registry: Registry, path: str) -> None:
         # overrides merged in (a misspelt override is reported like any other key).
         node = resolve_model_reference(node, path)
     if 'type' in node:
-        factory = _factory(node['type'], registry)
+        parent_key = re.sub(r'\[\d+\]$', '', path).rsplit('.', 1)[-1]
+        augment = _is_augment_list(parent_key) and isinstance(node['type'], str)
+        factory = (_augment_factory(node['type']) if augment
+                   else _factory(node['type'], registry))
+        if factory is None and isinstance(node['type'], str) and names_checked:
+            error = _unknown_type_error(node['type'], path, None if augment else registry)
+            if error is not None:
+                raise error
         accepted = accepted_arguments(factory) if factory is not None else None
+        names_checked = names_checked and accepted is not None
         if accepted is not None:
-            parent_key = re.sub(r'\[\d+\]$', '', path).rsplit('.', 1)[-1]
-            popped = POPPED_BY_BUILDER.get(parent_key, frozenset()) | POPPED_BY_RUNNER.get(
-                registry.name, frozenset())
+            popped = POPPED_BY_BUILDER.get(parent_key, frozenset()).union(
+                *(POPPED_BY_RUNNER.get(one.name, ()) for one in _as_tuple(registry)))
             if '.' in path:
                 popped = popped | POPPED_FROM_SUB_MODELS
             for key in node:
@@ -194,13 +297,17 @@ def check_config_keys(node: Any, registry: Registry, path: str) -> None:
                 hint = (f" (did you mean '{close[0]}'?)" if close else
                         f' (did you mean {elsewhere}?)' if elsewhere else '')
                 name = getattr(factory, '__name__', str(node['type']))
+                module = ('torchvision.transforms.v2' if augment
+                          else getattr(factory, '__module__', 'mmdfkd'))
                 raise ValueError(
                     f"{path}.{key}: {name} takes no argument '{key}'{hint}. Its arguments: "
                     f"{', '.join(accepted)}. Remove or rename the key (its docstring: "
-                    f"help({getattr(factory, '__module__', 'mmdfkd')}.{name})).")
+                    f"help({module}.{name})).")
+    subtree_registries = _subtree_registries()
     for key, value in node.items():
         if key not in SKIPPED_KEYS:
-            check_config_keys(value, registry, f'{path}.{key}')
+            check_config_keys(value, subtree_registries.get(key, registry), f'{path}.{key}',
+                              names_checked)
 
 
 def check_runner_config_keys(cfg) -> None:
@@ -214,18 +321,26 @@ def check_runner_config_keys(cfg) -> None:
     against ``Runner.set_randomness``, which takes them as arguments."""
     from mmdfkd.registry import (HOOKS, LOG_PROCESSORS, LOOPS, METRICS, MODELS, OPTIM_WRAPPERS,
                                  OPTIMIZERS, PARAM_SCHEDULERS, VISUALIZERS)
+    # A model whose arguments cannot be read is a placeholder for one whose optional
+    # dependencies are missing (mmpretrain's multimodal models without `transformers`); its
+    # datasets and parts are then not registered either, so their names are not checked.
+    model_factory = _factory(cfg.model.get('type'), MODELS) if isinstance(
+        cfg.get('model'), dict) else None
+    names_checked = model_factory is None or accepted_arguments(model_factory) is not None
     if 'model' in cfg:
         check_config_keys(cfg.model, MODELS, 'model')
     for key, registry in (('custom_hooks', HOOKS), ('default_hooks', HOOKS),
                           ('train_cfg', LOOPS), ('val_cfg', LOOPS), ('test_cfg', LOOPS),
-                          ('optim_wrapper', OPTIM_WRAPPERS), ('optim_wrapper', OPTIMIZERS),
+                          ('optim_wrapper', (OPTIM_WRAPPERS, OPTIMIZERS)),
                           ('param_scheduler', PARAM_SCHEDULERS),
                           ('val_evaluator', METRICS), ('test_evaluator', METRICS)):
         if cfg.get(key):
-            check_config_keys(cfg[key], registry, key)
+            check_config_keys(cfg[key], registry, key, names_checked)
+    if isinstance(cfg.get('optim_wrapper'), dict):
+        check_optimizer_settings(cfg.optim_wrapper)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if isinstance(cfg.get(key), dict):
-            _check_dataloader_keys(cfg[key], key)
+            _check_dataloader_keys(cfg[key], key, names_checked)
     for key, registry, default_type in (('log_processor', LOG_PROCESSORS, 'LogProcessor'),
                                         ('visualizer', VISUALIZERS, 'Visualizer')):
         if isinstance(cfg.get(key), dict):
@@ -242,6 +357,60 @@ def check_runner_config_keys(cfg) -> None:
                                  f"{', '.join(accepted)}. Remove or rename the key.")
 
 
+# Words of torch.optim's setting checks and the argument each is about, in the order tried.
+OPTIMIZER_MESSAGE_KEYS = (('learning rate', 'lr'), ('Nesterov', 'nesterov'),
+                          ('momentum', 'momentum'), ('beta', 'betas'), ('epsilon', 'eps'),
+                          ('weight_decay', 'weight_decay'), ('dampening', 'dampening'))
+
+
+def _optimizer_configs(node: Any, path: str):
+    """Every ``optimizer`` dict under an ``optim_wrapper`` config (one per named wrapper in a
+    data-free config: ``optim_wrapper.student.optimizer``, ``optim_wrapper.generator...``)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'optimizer' and isinstance(value, dict) and 'type' in value:
+                yield value, f'{path}.{key}'
+            elif isinstance(value, dict):
+                yield from _optimizer_configs(value, f'{path}.{key}')
+
+
+def check_optimizer_settings(optim_wrapper: Any, path: str = 'optim_wrapper') -> None:
+    """Build each torch optimizer of ``optim_wrapper`` on one dummy parameter, so that a value
+    torch refuses (``lr=-0.1``, ``betas=(1.2, 0.9)``, a string ``lr``) is reported with its
+    key before the run builds the teacher and the rest; torch's own ``Invalid learning rate:
+    -0.1`` names no key and came only then. Optimizers from outside ``torch.optim`` are left
+    to the build (some need a process group or a model to be built at all).
+
+    Raises:
+        ValueError: naming the key path, the value and torch's message.
+    """
+    import torch
+
+    from mmdfkd.registry import OPTIMIZERS
+    for optimizer_cfg, optimizer_path in _optimizer_configs(optim_wrapper, path):
+        factory = _factory(optimizer_cfg['type'], OPTIMIZERS)
+        if not (isinstance(factory, type) and issubclass(factory, torch.optim.Optimizer)
+                and factory.__module__.startswith('torch.optim')):
+            continue
+        settings = {k: v for k, v in optimizer_cfg.items() if k not in ('type', '_scope_')}
+        try:
+            factory([torch.zeros(1, requires_grad=True)], **settings)
+        except (ValueError, TypeError) as err:
+            message = str(err)
+            key = next((key for words, key in OPTIMIZER_MESSAGE_KEYS
+                        if words in message and key in settings), None)
+            if key is None and isinstance(err, TypeError):
+                # a wrongly typed value: the first setting that is not a number or bool
+                key = next((k for k, v in settings.items()
+                            if isinstance(v, str) and k not in ('foreach', 'differentiable')),
+                           None)
+            where = (f'{optimizer_path}.{key} = {settings[key]!r}' if key is not None
+                     else f'{optimizer_path} ({settings})')
+            raise ValueError(f'{where}: torch.optim.{factory.__name__} refuses it: '
+                             f'"{message}". Set a valid value (learning rates, momenta and '
+                             'weight decays are numbers >= 0, betas in [0, 1)).') from err
+
+
 def _pipelines(node: Any, path: str):
     """Every ``pipeline`` list under a dataset config (wrappers' inner datasets too)."""
     if isinstance(node, dict):
@@ -255,15 +424,28 @@ def _pipelines(node: Any, path: str):
             yield from _pipelines(item, f'{path}[{index}]')
 
 
-def _check_dataloader_keys(loader: dict, path: str) -> None:
+def _without_pipelines(node: Any) -> Any:
+    """``node`` with every ``pipeline`` list emptied (the key stays, so it is still checked
+    as an argument of its dataset)."""
+    if isinstance(node, dict):
+        return {key: [] if key == 'pipeline' and isinstance(value, (list, tuple))
+                else _without_pipelines(value) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_without_pipelines(item) for item in node]
+    return node
+
+
+def _check_dataloader_keys(loader: dict, path: str, names_checked: bool = True) -> None:
     """A dataloader's dataset (datasets registry), the transforms of its pipelines and its
     sampler: a misspelt ``data_root`` or transform argument is refused like a model key."""
     from mmdfkd.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
     if isinstance(loader.get('dataset'), dict):
-        # Transform names are not datasets, so this leaves the pipelines to the next check.
-        check_config_keys(loader['dataset'], DATASETS, f'{path}.dataset')
+        # The pipelines' transform names are not datasets: they are checked next, against
+        # the transforms registry.
+        check_config_keys(_without_pipelines(loader['dataset']), DATASETS, f'{path}.dataset',
+                          names_checked)
         for pipeline, pipeline_path in _pipelines(loader['dataset'], f'{path}.dataset'):
-            check_config_keys(pipeline, TRANSFORMS, pipeline_path)
+            check_config_keys(pipeline, TRANSFORMS, pipeline_path, names_checked)
     for key in ('sampler', 'batch_sampler'):
         if isinstance(loader.get(key), dict):
-            check_config_keys(loader[key], DATA_SAMPLERS, f'{path}.{key}')
+            check_config_keys(loader[key], DATA_SAMPLERS, f'{path}.{key}', names_checked)
