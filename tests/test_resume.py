@@ -89,6 +89,16 @@ def test_a_cut_checkpoint_is_named_with_the_complete_ones_beside_it(tmp_path, ke
         CheckpointLoader.load_checkpoint(str(tmp_path / 'iter_12.pth'), map_location='cpu')
 
 
+def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path):
+    """A config or log given where a checkpoint goes (teacher_ckpt=..., --resume) was called
+    'cut short'; it is not a checkpoint at all, which its first bytes show."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    (tmp_path / 'config.py').write_text('# a config, not weights\n')
+    with pytest.raises(ValueError, match=r"config\.py is not a checkpoint file at all: it "
+                                         r"starts with b'# '"):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'config.py'), map_location='cpu')
+
+
 @needs_fmnist
 def test_resume_refuses_a_work_dir_of_another_config(teacher_ckpt, tmp_path):
     """Resuming another config's run (same --work-dir, or --resume PATH) used to load the

@@ -32,6 +32,14 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
                          key=lambda p: (len(p), p))
         hint = (f" Checkpoints next to it: {', '.join(osp.basename(p) for p in earlier)}; "
                 'give the latest complete one (e.g. to --resume PATH).' if earlier else '')
+        with open(filename, 'rb') as file:
+            head = file.read(2)
+        # torch writes zip archives ('PK'); older ones are pickles (protocol byte 0x80).
+        if head and head != b'PK' and head[:1] != b'\x80':
+            raise ValueError(
+                f'{filename} is not a checkpoint file at all: it starts with {head!r}, where '
+                "torch's files start with b'PK' (zip) or b'\\x80' (pickle). Check the path "
+                f'(a .pth saved by torch.save or a run\'s work dir).{hint}') from error
         raise ValueError(
             f'{filename} is not a complete checkpoint ({type(error).__name__}: '
             f'{str(error).split(". ")[0]}): it was cut short (a full disk, or a process killed '
