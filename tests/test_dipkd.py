@@ -466,7 +466,7 @@ def test_a_remote_teacher_that_stays_down_stops_with_a_checkpoint_of_every_query
     opts = dict(_small(budget=60), **remote)
     try:
         runner = build_runner(datafree_cfg(CONFIG, work, lenet5_ckpt, max_iters=8, **opts))
-        client = runner.model.teacher._HardLabelTeacher__source
+        client = runner.model.teacher._SourcedTeacher__source
         post, posts = client._post, []
 
         def post_then_go_down(images):

@@ -92,7 +92,7 @@ def test_client_survives_server_restart_without_losing_or_double_counting(server
     second = _images(40, seed=1)
     labels = teacher(second)
     restart.join()
-    client = teacher._HardLabelTeacher__source
+    client = teacher._SourcedTeacher__source
     assert client.retries > 0, 'the client should have retried while the server was down'
     assert torch.equal(labels, _local_labels(teacher_ckpt, second))
     assert int(teacher.queries) == 80  # every image once, none lost, none twice
@@ -130,7 +130,7 @@ def test_answers_bought_before_the_server_went_down_are_counted_and_cached(serve
     spent, and a resume bought those images again."""
     teacher = HardLabelTeacher(num_classes=10, url=server.url,
                                remote=dict(batch_size=16, max_retries=1, backoff_s=0.05))
-    client = teacher._HardLabelTeacher__source
+    client = teacher._SourcedTeacher__source
     post = client._post
 
     def post_then_go_down(images):
@@ -162,7 +162,7 @@ def test_images_the_served_model_cannot_take_are_refused_at_once(server):
     with pytest.raises(RuntimeError, match=r'HTTP 422 .*cannot take images of shape '
                                            r'\(3, 32, 32\).*none'):
         teacher(rgb)
-    client = teacher._HardLabelTeacher__source
+    client = teacher._SourcedTeacher__source
     assert client.retries == 0 and int(teacher.queries) == 0
     assert server.health()['queries'] == 0
     assert teacher(_images(2, seed=4)).shape == (2,)

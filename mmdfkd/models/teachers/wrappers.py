@@ -36,8 +36,32 @@ def build_source(output: str, model: dict | None, checkpoint: str | None,
     return RemoteTeacherClient(url, output=output, **(remote or {}))
 
 
+class SourcedTeacher(BaseTeacher):
+    """A black-box teacher answering from a source (local classifier, callable or HTTP
+    endpoint) that asks it for ``source_output`` (``'top1'`` or ``'probs'``) and reduces the
+    answer with ``_format_answer``; the arguments are those of :class:`HardLabelTeacher`."""
+
+    source_output: str
+
+    def __init__(self, num_classes: int, model: dict | None = None,
+                 checkpoint: str | None = None, callable: Callable | str | None = None,
+                 url: str | None = None, remote: dict | None = None,
+                 query_budget: int | None = None, cache: bool = True,
+                 device: str = 'cpu') -> None:
+        super().__init__(num_classes, query_budget=query_budget, cache=cache)
+        # Plain attribute (not a registered module): invisible to parameters()/state_dict().
+        self.__source = build_source(self.source_output, model, checkpoint, callable, url,
+                                     remote, device)
+
+    def _answer(self, images: torch.Tensor) -> torch.Tensor:
+        return self._format_answer(self.__source(images.detach()))
+
+    def _format_answer(self, answer: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
 @MODELS.register_module()
-class HardLabelTeacher(BaseTeacher):
+class HardLabelTeacher(SourcedTeacher):
     """A teacher that answers each image with its top-1 class and nothing else.
 
     The source (local classifier, callable or HTTP endpoint) is kept outside the module tree:
@@ -57,18 +81,7 @@ class HardLabelTeacher(BaseTeacher):
     """
 
     access = 'hard-label'
-
-    def __init__(self, num_classes: int, model: dict | None = None,
-                 checkpoint: str | None = None, callable: Callable | str | None = None,
-                 url: str | None = None, remote: dict | None = None,
-                 query_budget: int | None = None, cache: bool = True,
-                 device: str = 'cpu') -> None:
-        super().__init__(num_classes, query_budget=query_budget, cache=cache)
-        # Plain attribute (not a registered module): invisible to parameters()/state_dict().
-        self.__source = build_source('top1', model, checkpoint, callable, url, remote, device)
-
-    def _answer(self, images: torch.Tensor) -> torch.Tensor:
-        return self._format_answer(self.__source(images.detach()))
+    source_output = 'top1'
 
     def _format_answer(self, answer: torch.Tensor) -> torch.Tensor:
         answer = torch.as_tensor(answer)
@@ -77,23 +90,13 @@ class HardLabelTeacher(BaseTeacher):
 
 
 @MODELS.register_module()
-class SoftLabelTeacher(BaseTeacher):
+class SoftLabelTeacher(SourcedTeacher):
     """A teacher that answers with class probabilities, computed without autograd (no
     gradient reaches the images or the model); same sources and accounting as
     :class:`HardLabelTeacher`."""
 
     access = 'soft-label'
-
-    def __init__(self, num_classes: int, model: dict | None = None,
-                 checkpoint: str | None = None, callable: Callable | str | None = None,
-                 url: str | None = None, remote: dict | None = None,
-                 query_budget: int | None = None, cache: bool = True,
-                 device: str = 'cpu') -> None:
-        super().__init__(num_classes, query_budget=query_budget, cache=cache)
-        self.__source = build_source('probs', model, checkpoint, callable, url, remote, device)
-
-    def _answer(self, images: torch.Tensor) -> torch.Tensor:
-        return self._format_answer(self.__source(images.detach()))
+    source_output = 'probs'
 
     def _format_answer(self, answer: torch.Tensor) -> torch.Tensor:
         answer = torch.as_tensor(answer)
