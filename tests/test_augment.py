@@ -17,8 +17,14 @@ def test_batch_augment_draws_parameters_per_image():
 
 
 def test_batch_augment_rejects_unknown_transform():
-    with pytest.raises(ValueError, match='NotATransform'):
-        BatchAugment([dict(type='NotATransform')])
+    """Named by the key it was given (it said `student_augment` for every pipeline); a v2
+    function such as `functional` or `to_image` is not a transform either."""
+    with pytest.raises(ValueError, match=r"model.synthesizer.augment\[1\].type: unknown "
+                                         r"torchvision.transforms.v2 transform 'NotATransform'"):
+        BatchAugment([dict(type='RandomHorizontalFlip'), dict(type='NotATransform')],
+                     key='model.synthesizer.augment')
+    with pytest.raises(ValueError, match="'to_image'"):
+        BatchAugment([dict(type='to_image')])
 
 
 def test_batch_augment_groups_share_one_draw_each():

@@ -169,7 +169,8 @@ class DataFreeDistiller(BaseModel):
                            getattr(self.synthesizer, 'batch_size', None),
                            'model.student_batch_size': student_batch_size})
         self.student_batch_size = student_batch_size or synthesizer.get('batch_size', 256)
-        self.student_augment = (BatchAugment(student_augment, groups=student_augment_groups)
+        self.student_augment = (BatchAugment(student_augment, groups=student_augment_groups,
+                                             key='model.student_augment')
                                 if student_augment else None)
         if self.student_augment is not None and image_shape is not None:
             self.student_augment.check_keeps_shape(image_shape, 'model.student_augment',

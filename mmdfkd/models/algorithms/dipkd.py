@@ -144,7 +144,8 @@ class DIPKD(BaseModel):
                              f'{type(self.synthesizer).__name__}')
         self.unlabelled_batch_size = unlabelled_batch_size
         self.unlabelled_source = unlabelled_source
-        self.augment = BatchAugment(augment, groups=augment_groups) if augment else None
+        self.augment = BatchAugment(augment, groups=augment_groups,
+                                     key='model.augment') if augment else None
         if self.augment is not None:
             self.augment.check_keeps_shape(self.synthesizer.image_shape, 'model.augment',
                                            self.synthesizer.image_shape_key)

@@ -110,8 +110,10 @@ class GenerativeInversionSynthesizer(GeneratedImageShape, PooledSynthesizer):
         self.contrastive = MODELS.build(contrastive) if contrastive else None
         self.contrastive_layers = list(contrastive_layers) if contrastive_layers else None
         self._layer_recorder: ModuleOutputRecorder | None = None
-        self.augment = BatchAugment(augment, per_sample=False) if augment else None
-        self.local_augment = (BatchAugment(local_augment, per_sample=False)
+        self.augment = BatchAugment(augment, per_sample=False,
+                                     key='model.synthesizer.augment') if augment else None
+        self.local_augment = (BatchAugment(local_augment, per_sample=False,
+                                           key='model.synthesizer.local_augment')
                               if local_augment else None)
         for key, pipeline in (('augment', self.augment), ('local_augment', self.local_augment)):
             if pipeline is not None:

@@ -65,7 +65,8 @@ class InversionSynthesizer(PooledSynthesizer):
         self.bn_loss = MODELS.build(bn or dict(type='BNStatisticsLoss', loss_weight=10.0))
         self.tv_loss = MODELS.build(tv) if tv else None
         self.adversarial = MODELS.build(adversarial) if adversarial else None
-        self.augment = BatchAugment(augment, per_sample=False) if augment else None
+        self.augment = BatchAugment(augment, per_sample=False,
+                                     key='model.synthesizer.augment') if augment else None
         if self.augment is not None:
             self.augment.check_keeps_shape(self.image_shape, 'model.synthesizer.augment',
                                            self.image_shape_key)

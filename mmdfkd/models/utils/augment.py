@@ -26,21 +26,22 @@ class BatchAugment(nn.Module):
         per_sample (bool): Independent random parameters for every image (or group).
         groups (int, optional): With ``per_sample``, the number of consecutive groups that
             share one draw; ``None`` = every image its own.
+        key (str): The pipeline's config key, for error messages.
     """
 
     def __init__(self, transforms: list[dict], per_sample: bool = True,
-                 groups: int | None = None) -> None:
+                 groups: int | None = None, key: str = 'augment') -> None:
         super().__init__()
         ops = []
-        for cfg in transforms:
+        for index, cfg in enumerate(transforms):
             cfg = dict(cfg)
             name = cfg.pop('type', None)
-            if not name or not hasattr(v2, name):
-                raise ValueError(f'student_augment: unknown torchvision.transforms.v2 '
+            if not name or not isinstance(getattr(v2, name, None), type):
+                raise ValueError(f'{key}[{index}].type: unknown torchvision.transforms.v2 '
                                  f"transform '{name}'")
             ops.append(getattr(v2, name)(**cfg))
         if groups is not None and groups < 1:
-            raise ValueError(f'augment groups must be >= 1 (or None for per image), got {groups}')
+            raise ValueError(f'{key}_groups must be >= 1 (or None for per image), got {groups}')
         self.pipeline = v2.Compose(ops)
         self.per_sample = per_sample
         self.groups = groups
