@@ -386,3 +386,47 @@ def test_sigterm_to_dist_train_saves_a_checkpoint_in_every_process(teacher_ckpt,
     assert 'continue with `tools/dist_train.sh CONFIG 2 --resume`' in log
     last = (tmp_path / 'work' / 'last_checkpoint').read_text().strip()
     assert last.endswith(f'iter_{stopped[0]}.pth') and osp.isfile(last)
+
+
+FAILING_HOOK = '''
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+
+from mmdfkd.registry import HOOKS
+
+
+@HOOKS.register_module()
+class FailOnRankOneHook(Hook):
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if get_rank() == 1 and runner.iter + 1 == 2:
+            raise RuntimeError('disk of rank 1 gone at iteration 2')
+'''
+
+
+@needs_fmnist
+def test_a_failure_on_one_rank_ends_the_run_and_names_the_cause(teacher_ckpt, tmp_path):
+    """An exception on one rank ends the whole run at once (no rank left waiting in a
+    collective) with a failing exit code, and torchrun's closing summary shows that rank's
+    exception and traceback (tools/train.py's @record) instead of "To enable traceback
+    see ...", which is all it showed before."""
+    (tmp_path / 'failing_hook.py').write_text(FAILING_HOOK)
+    config = tmp_path / 'failing.py'
+    config.write_text(
+        f"_base_ = ['{config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')}']\n"
+        "custom_imports = dict(imports=['failing_hook'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='FailOnRankOneHook')]\n")
+    opts = dict(small_eval_options(50), teacher_ckpt=teacher_ckpt)
+    opts.update({'train_cfg.max_iters': 6, 'train_cfg.val_interval': 6,
+                 'model.synthesizer.batch_size': 16, 'model.student_batch_size': 16,
+                 'model.student_steps': 1})
+    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1', PYTHON=sys.executable,
+               PYTHONPATH=f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}")
+    cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), str(config), '2', '--work-dir',
+           str(tmp_path / 'run'), '--cfg-options'] + [f'{k}={v}' for k, v in opts.items()]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log[-3000:]
+    summary = log[log.index('Root Cause (first observed failure)'):]
+    assert 'rank      : 1 (local_rank: 1)' in summary, summary[:3000]
+    assert 'RuntimeError: disk of rank 1 gone at iteration 2' in summary, summary[:3000]
+    assert 'in after_train_iter' in summary  # the traceback, not only the exit code

@@ -18,6 +18,8 @@ from mmengine.evaluator import DumpResults
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from torch.distributed.elastic.multiprocessing.errors import record  # noqa: E402
+
 from mmdfkd.apis import finish_distributed, load_config  # noqa: E402
 from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
 from mmdfkd.apis.evaluate import build_test_runner, prepare_test_config  # noqa: E402
@@ -52,6 +54,9 @@ def use_tta_pipeline(cfg) -> None:
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
+# torchrun's failure summary then shows the failed rank's exception and traceback (its
+# error file), not "To enable traceback see ..."; outside torchrun it only re-raises.
+@record
 def main() -> None:
     parser = argparse.ArgumentParser(description='Test a model on the real test split')
     parser.add_argument('config')

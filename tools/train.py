@@ -13,6 +13,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from torch.distributed.elastic.multiprocessing.errors import record  # noqa: E402
+
 from mmdfkd.apis import build_runner, finish_distributed, load_config  # noqa: E402
 from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
 
@@ -43,6 +45,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+# torchrun's failure summary then shows the failed rank's exception and traceback (its
+# error file), not "To enable traceback see ..."; outside torchrun it only re-raises.
+@record
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, cfg_options=args.cfg_options, work_dir=args.work_dir,
