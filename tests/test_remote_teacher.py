@@ -111,8 +111,15 @@ def test_retried_request_id_is_answered_once(server):
     assert a == b and len(a['labels']) == 5 and 'probs' not in a
     health = server.health()
     assert health['queries'] == 5 and health['replays'] == 1
-    bad = httpx.post(f'{server.url}/predict', content=b'not an array')
+    bad = httpx.post(f'{server.url}/predict', json={'images': [[0.1]]})
     assert bad.status_code == 400
+    # what was sent and how to send it, not numpy's "contains pickled (object) data"
+    assert "got 18 bytes starting with b'{\"images\":[['" in bad.json()['detail']
+    assert 'numpy.save' in bad.json()['detail'] and 'pickled' not in bad.json()['detail']
+    buffer = __import__('io').BytesIO()
+    np.save(buffer, np.zeros((2, 32, 32), np.float32))
+    flat = httpx.post(f'{server.url}/predict', content=buffer.getvalue())
+    assert flat.status_code == 400 and '(2, 32, 32)' in flat.json()['detail']
 
 
 def test_clear_error_when_the_server_stays_down():

@@ -17,6 +17,9 @@ import torch
 from fastapi import FastAPI, HTTPException, Request
 
 
+NPY_MAGIC = b'\x93NUMPY'
+
+
 def build_teacher_app(predict: Callable[[torch.Tensor], torch.Tensor], output: str,
                       num_classes: int, replay_size: int = 4096) -> FastAPI:
     """A FastAPI app answering with ``predict`` (images -> labels or probabilities).
@@ -47,6 +50,14 @@ def build_teacher_app(predict: Callable[[torch.Tensor], torch.Tensor], output: s
         if request_id and request_id in replay:
             state['replays'] += 1
             return replay[request_id]
+        if not body.startswith(NPY_MAGIC):
+            # numpy would try the bytes as a pickle and say "contains pickled (object) data",
+            # which is no help to a client that sent JSON.
+            raise HTTPException(
+                400, f'body must be an .npy array (N, C, H, W) as numpy.save writes it '
+                f'(starting with {NPY_MAGIC!r}); got {len(body)} bytes starting with '
+                f'{body[:12]!r}. Send the images with numpy.save to a BytesIO, as '
+                'mmdfkd.models.teachers.RemoteTeacherClient does.')
         try:
             batch = np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OSError) as e:
