@@ -6,6 +6,7 @@ from torchvision.transforms import v2
 
 from mmdfkd.engine.optimizers.mixed_precision import scale_like_backward
 from mmdfkd.models.losses.contrastive import info_nce
+from mmdfkd.models.utils import check_step_sizes
 from mmdfkd.registry import MODELS
 
 
@@ -35,6 +36,7 @@ class InstanceContrastRefiner(nn.Module):
         super().__init__()
         if temperature <= 0 or steps < 1:
             raise ValueError('InstanceContrastRefiner needs temperature > 0 and steps >= 1')
+        check_step_sizes({'model.contrast.image_lr': image_lr})
         self.embed_dim, self.temperature = embed_dim, temperature
         self.image_lr, self.steps, self.loss_weight = image_lr, steps, loss_weight
         self.crop_scale = tuple(crop_scale)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mmengine.optim import OptimWrapper
 from torch import nn
 
-from mmdfkd.models.utils import BalancedLabelSampler
+from mmdfkd.models.utils import BalancedLabelSampler, check_step_sizes
 from mmdfkd.registry import MODELS
 from .base import PooledSynthesizer
 
@@ -110,6 +110,7 @@ class DiffusionSynthesizer(PooledSynthesizer):
                              f"'{dtype}'")
         if num_inference_steps < 1 or batch_size < 1:
             raise ValueError('model.synthesizer.num_inference_steps and batch_size must be >= 1')
+        check_step_sizes({'model.synthesizer.guidance_lr': guidance_lr})
         self.kind = check_pipeline_dir(pipeline_path)
         self.pipeline_path = pipeline_path
         self.image_shape, self.num_classes = tuple(image_shape), num_classes

@@ -10,7 +10,7 @@ from torch import nn
 
 from mmdfkd.models.losses import instance_channel_means
 from mmdfkd.models.utils import (META_METHODS, BalancedLabelSampler, BatchAugment, MetaGradient,
-                                 ModuleOutputRecorder)
+                                 ModuleOutputRecorder, check_step_sizes)
 from mmdfkd.registry import MODELS
 from .base import GeneratedImageShape, PooledSynthesizer
 from .generator import sample_latent
@@ -88,6 +88,7 @@ class GenerativeInversionSynthesizer(GeneratedImageShape, PooledSynthesizer):
         super().__init__(pool=pool, init_cfg=init_cfg)
         if iterations < 1:
             raise ValueError(f'model.synthesizer.iterations must be >= 1, got {iterations}')
+        check_step_sizes({'model.synthesizer.lr_g': lr_g, 'model.synthesizer.lr_z': lr_z})
         if meta is not None and meta not in META_METHODS:
             raise ValueError(f'model.synthesizer.meta must be one of {META_METHODS} or None, '
                              f"got '{meta}'")

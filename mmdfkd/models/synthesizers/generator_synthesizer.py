@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from mmengine.optim import OptimWrapper
 from torch import nn
 
-from mmdfkd.models.utils import BalancedLabelSampler, classifier_logits_and_features
+from mmdfkd.models.utils import (BalancedLabelSampler, check_step_sizes,
+                                 classifier_logits_and_features)
 from mmdfkd.registry import MODELS
 from .base import BaseSynthesizer, GeneratedImageShape
 from .generator import sample_latent
@@ -91,6 +92,7 @@ class GeneratorSynthesizer(GeneratedImageShape, BaseSynthesizer):
         if refine_steps < 0:
             raise ValueError('model.synthesizer.refine_steps must be >= 0, got '
                              f'{refine_steps}')
+        check_step_sizes({'model.synthesizer.refine_lr': refine_lr})
         if refine_steps and not pool:
             raise ValueError('model.synthesizer.refine_steps needs a replay pool (the refined '
                              "images live there): set model.synthesizer.pool=dict(type="

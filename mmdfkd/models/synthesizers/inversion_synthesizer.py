@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmengine.optim import OptimWrapper
 from torch import nn
 
-from mmdfkd.models.utils import BalancedLabelSampler, BatchAugment
+from mmdfkd.models.utils import BalancedLabelSampler, BatchAugment, check_step_sizes
 from mmdfkd.registry import MODELS
 from .base import PooledSynthesizer
 
@@ -59,6 +59,7 @@ class InversionSynthesizer(PooledSynthesizer):
         super().__init__(pool=pool, init_cfg=init_cfg)
         if iterations < 1:
             raise ValueError(f'InversionSynthesizer iterations must be >= 1, got {iterations}')
+        check_step_sizes({'model.synthesizer.lr': lr})
         self.image_shape, self.num_classes = tuple(image_shape), num_classes
         self.batch_size, self.iterations, self.lr = batch_size, iterations, lr
         self.ce_weight, self.l2_weight, self.pixel_range = ce_weight, l2_weight, pixel_range

@@ -1,7 +1,7 @@
 from .augment import BatchAugment, PartialMixup
 from .classifier import classifier_logits_and_features
 from .recorder import ModuleOutputRecorder, deepest_output, output_shapes, stage_names
-from .fit_check import check_batch_sizes, check_models_fit, count_classes
+from .fit_check import check_batch_sizes, check_models_fit, check_step_sizes, count_classes
 from .freeze import evaluation_mode, frozen_parameters
 from .meta import META_METHODS, MetaGradient
 from .targets import BalancedLabelSampler
@@ -11,7 +11,7 @@ from .teacher_slice import CHANNEL_ORDERS, STUDENT_INIT_MODES, init_student_from
 __all__ = [
     'BatchAugment', 'PartialMixup', 'classifier_logits_and_features', 'ModuleOutputRecorder',
     'deepest_output', 'output_shapes', 'stage_names',
-    'frozen_parameters', 'check_batch_sizes', 'check_models_fit',
+    'frozen_parameters', 'check_batch_sizes', 'check_models_fit', 'check_step_sizes',
     'count_classes',
     'evaluation_mode', 'MetaGradient', 'META_METHODS', 'BalancedLabelSampler',
     'CHANNEL_ORDERS', 'STUDENT_INIT_MODES', 'init_student_from_teacher',

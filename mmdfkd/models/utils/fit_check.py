@@ -5,6 +5,7 @@ or the student otherwise fails at the first training step with a convolution's s
 that names no config key. Every algorithm runs its models once on a zero batch when it is
 built instead, so the error names the key to change.
 """
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -98,3 +99,15 @@ def check_batch_sizes(sizes: Mapping[str, int | None], minimum: int = 1) -> None
                                  or size < minimum):
             raise ValueError(f'{key} must be an int >= {minimum} (images per batch), got '
                              f'{size!r}')
+
+
+def check_step_sizes(sizes: Mapping[str, float]) -> None:
+    """Refuse step sizes (learning rates of the optimisers a synthesizer builds itself, a
+    guidance step) that are not finite numbers >= 0, naming the key; torch's own check says
+    only "Invalid learning rate: -1", at the first synthesis. 0 stays allowed: it freezes
+    what the step would move (an ablation)."""
+    for key, size in sizes.items():
+        if (not isinstance(size, (int, float)) or isinstance(size, bool)
+                or not math.isfinite(size) or size < 0):
+            raise ValueError(f'{key} must be a number >= 0 (a step size; 0 freezes what it '
+                             f'moves), got {size!r}')
