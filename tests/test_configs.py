@@ -208,6 +208,8 @@ def test_key_check_follows_kwargs_handed_to_the_parent_class():
      r"train_dataloader.dataset.pipeline\[0\].sise: CenterPad .*did you mean 'size'"),
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'randomness.sed', 1,
      r"randomness.sed: mmengine's Runner.set_randomness .*did you mean 'seed'"),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', 'randomness.seed', -1,
+     r"randomness.seed must be an int in \[0, 2\*\*32 - 1\] .*got -1"),
     # misspelt type names (mmengine's registry KeyError came only after the teacher and the
     # rest were built, without the key path), in each registry a config reaches
     ('deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py',

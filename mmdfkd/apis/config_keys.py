@@ -355,6 +355,12 @@ def check_runner_config_keys(cfg) -> None:
                 raise ValueError(f"randomness.{key}: mmengine's Runner.set_randomness takes no "
                                  f"argument '{key}'{hint}. Its arguments: "
                                  f"{', '.join(accepted)}. Remove or rename the key.")
+        seed = cfg['randomness'].get('seed')
+        # numpy's own refusal ("Seed must be between 0 and 2**32 - 1") names no key.
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                                 or not 0 <= seed < 2**32):
+            raise ValueError(f'randomness.seed must be an int in [0, 2**32 - 1] (or None for a '
+                             f'random one), got {seed!r}')
 
 
 # Words of torch.optim's setting checks and the argument each is about, in the order tried.
