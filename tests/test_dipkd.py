@@ -447,6 +447,50 @@ def test_served_teacher_gives_the_same_run_as_the_local_one(lenet5_ckpt, tmp_pat
         torch.testing.assert_close(remote[key], value, rtol=0, atol=0, msg=key)
 
 
+def export_onnx(checkpoint: str, path: str) -> str:
+    """The LeNet-5 teacher of ``checkpoint`` as an .onnx file (logits out, any batch size),
+    as a user holding only an exported model would have it."""
+    model = MODELS.build(LENET5)
+    model.load_state_dict(torch.load(checkpoint, weights_only=False)['state_dict'])
+
+    class Logits(torch.nn.Module):
+        def __init__(self, classifier):
+            super().__init__()
+            self.classifier = classifier
+
+        def forward(self, images):
+            return self.classifier(images, mode='tensor')
+
+    torch.onnx.export(Logits(model.eval()), (torch.zeros(2, 1, 32, 32), ), path, dynamo=False,
+                      input_names=['images'], output_names=['logits'],
+                      dynamic_axes={'images': {0: 'n'}, 'logits': {0: 'n'}})
+    return path
+
+
+@needs_fmnist
+def test_an_onnx_teacher_gives_the_same_run_as_the_local_one(lenet5_ckpt, tmp_path):
+    """A teacher handed over as an .onnx file only (model.teacher.onnx, run by onnxruntime):
+    DIP-KD buys the same top-1 labels as from the torch model, so the run is the same."""
+    pytest.importorskip('onnxruntime')
+    onnx_path = export_onnx(lenet5_ckpt, str(tmp_path / 'teacher.onnx'))
+    opts = _small(budget=60)
+
+    def run(work: str, **extra) -> dict:
+        runner = build_runner(datafree_cfg(CONFIG, str(tmp_path / work), lenet5_ckpt,
+                                           max_iters=8, **opts, **extra))
+        runner.train()
+        assert int(runner.model.teacher.queries) == 60
+        return {k: v for k, v in runner.model.state_dict().items()
+                if torch.is_tensor(v) and k.startswith(('student.', 'primer.', 'contrast.'))}
+
+    local = run('local')
+    from_onnx = run('onnx', **{'model.teacher.model': None, 'model.teacher.checkpoint': None,
+                               'model.teacher.onnx': onnx_path})
+    assert local.keys() == from_onnx.keys() and local
+    for key, value in local.items():
+        torch.testing.assert_close(from_onnx[key], value, rtol=0, atol=0, msg=key)
+
+
 @needs_fmnist
 def test_a_remote_teacher_that_stays_down_stops_with_a_checkpoint_of_every_query(lenet5_ckpt,
                                                                                  tmp_path):

@@ -122,6 +122,25 @@ def test_callable_teachers_sklearn_and_import_path():
     assert soft(test).shape == (20, 3)
 
 
+def test_a_callable_answering_with_scores_gives_its_top1_to_a_hard_label_teacher():
+    """predict_proba or an ONNX model's logits handed to HardLabelTeacher: the scores were cast
+    to integers first, so every image got label 0 without an error."""
+    scores = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1], [-2.0, -1.0, 3.0]], np.float32)
+    teacher = HardLabelTeacher(num_classes=3, callable=lambda x: scores[:len(x)])
+    assert teacher(_images(3)).tolist() == [1, 0, 2]
+
+
+def test_onnx_teacher_files_are_checked_before_use(tmp_path):
+    from mmdfkd.models.teachers import OnnxClassifier
+    with pytest.raises(FileNotFoundError, match="'.*missing.onnx' does not exist"):
+        HardLabelTeacher(num_classes=10, onnx=str(tmp_path / 'missing.onnx'))
+    with pytest.raises(ValueError, match="outputs must be 'logits' or 'probs'"):
+        OnnxClassifier(str(tmp_path / 'missing.onnx'), outputs='scores')
+    with pytest.raises(ValueError, match=r"exactly one of .*`onnx` \(an \.onnx file\); got "
+                                         r"\['model', 'onnx'\]"):
+        HardLabelTeacher(num_classes=10, model=LENET5BN, onnx=str(tmp_path / 'x.onnx'))
+
+
 def test_bad_teacher_configs_and_answers_are_clear():
     with pytest.raises(ValueError, match='exactly one of `model`'):
         HardLabelTeacher(num_classes=10)

@@ -163,7 +163,51 @@ class CallableSource:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         answer = self.fn(images.detach().cpu().float().numpy())
         answer = torch.as_tensor(np.asarray(answer))
-        return answer.long() if self.output == 'top1' else answer.float()
+        if self.output == 'top1':
+            # A callable answering with scores (scikit-learn's predict_proba, an ONNX model's
+            # logits) gives its top-1; cast to integers, the scores became label 0 everywhere.
+            return (answer.argmax(1) if answer.dim() == 2 else answer).long()
+        return answer.float()
+
+
+class OnnxClassifier:
+    """An ONNX image classifier as a teacher callable (``onnxruntime`` on the CPU).
+
+    Use it where a teacher exists only as an ``.onnx`` file (exported by another framework,
+    or handed over without its weights): ``model.teacher.callable=OnnxClassifier(path)`` in
+    a Python config, or for a fixed file ``'package.module:name'`` of an instance. It answers a
+    float32 batch ``(N, C, H, W)`` in the model's normalised input space with its class
+    probabilities ``(N, num_classes)``, so ``HardLabelTeacher`` reduces them to the top-1 and
+    ``SoftLabelTeacher`` passes them on.
+
+    Args:
+        path (str): The ``.onnx`` file (its first input takes the images).
+        outputs (str): What the model's first output holds, ``'logits'`` (softmax applied
+            here) or ``'probs'``.
+    """
+
+    def __init__(self, path: str, outputs: str = 'logits') -> None:
+        if outputs not in ('logits', 'probs'):
+            raise ValueError(f"OnnxClassifier outputs must be 'logits' or 'probs', got "
+                             f'{outputs!r}')
+        if not osp.isfile(path):
+            raise FileNotFoundError(f"OnnxClassifier: '{path}' does not exist (the teacher's "
+                                    '.onnx file)')
+        try:
+            import onnxruntime
+        except ImportError as e:
+            raise ImportError('OnnxClassifier needs onnxruntime: pip install onnxruntime '
+                              '(requirements/optional.txt)') from e
+        self.path, self.outputs = path, outputs
+        self.session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        scores = self.session.run(None, {self.input_name: np.ascontiguousarray(
+            images, dtype=np.float32)})[0]
+        if self.outputs == 'probs':
+            return scores
+        return torch.from_numpy(scores).float().softmax(1).numpy()
 
 
 def resolve_callable(fn: Callable | str) -> Callable:

@@ -7,15 +7,15 @@ from torch import nn
 from mmdfkd.registry import MODELS
 from .base import BaseTeacher
 from .remote import RemoteTeacherClient
-from .sources import CallableSource, ClassifierSource, load_classifier_weights
+from .sources import CallableSource, ClassifierSource, OnnxClassifier, load_classifier_weights
 
 
 def build_source(output: str, model: dict | None, checkpoint: str | None,
                  fn: Callable | str | None, url: str | None, remote: dict | None,
-                 device: str):
-    """The one source named by exactly one of ``model``, ``callable`` and ``url``."""
-    given = [name for name, v in (('model', model), ('callable', fn), ('url', url))
-             if v is not None]
+                 device: str, onnx: str | None = None):
+    """The one source named by exactly one of ``model``, ``callable``, ``url`` and ``onnx``."""
+    given = [name for name, v in (('model', model), ('callable', fn), ('url', url),
+                                  ('onnx', onnx)) if v is not None]
     if len(given) != 1:
         fix = ''
         if len(given) > 1:
@@ -27,10 +27,12 @@ def build_source(output: str, model: dict | None, checkpoint: str | None,
                    f"--cfg-options {' '.join(clear)}")
         raise ValueError('model.teacher needs exactly one of `model` (an mmpretrain classifier '
                          'config, with `checkpoint`), `callable` (a function or '
-                         "'package.module:function') or `url` (a served teacher); got "
-                         f'{given or "none"}{fix}')
+                         "'package.module:function'), `url` (a served teacher) or `onnx` (an "
+                         f'.onnx file); got {given or "none"}{fix}')
     if model is not None:
         return ClassifierSource(model, checkpoint, output=output, device=device)
+    if onnx is not None:
+        return CallableSource(OnnxClassifier(onnx), output=output)
     if fn is not None:
         return CallableSource(fn, output=output)
     return RemoteTeacherClient(url, output=output, **(remote or {}))
@@ -47,11 +49,11 @@ class SourcedTeacher(BaseTeacher):
                  checkpoint: str | None = None, callable: Callable | str | None = None,
                  url: str | None = None, remote: dict | None = None,
                  query_budget: int | None = None, cache: bool = True,
-                 device: str = 'cpu') -> None:
+                 device: str = 'cpu', onnx: str | None = None) -> None:
         super().__init__(num_classes, query_budget=query_budget, cache=cache)
         # Plain attribute (not a registered module): invisible to parameters()/state_dict().
         self.__source = build_source(self.source_output, model, checkpoint, callable, url,
-                                     remote, device)
+                                     remote, device, onnx)
 
     def _answer(self, images: torch.Tensor) -> torch.Tensor:
         return self._format_answer(self.__source(images.detach()))
@@ -73,7 +75,10 @@ class HardLabelTeacher(SourcedTeacher):
         model (dict, optional): mmpretrain classifier config of a local teacher...
         checkpoint (str, optional): ...and its trained weights.
         callable (callable | str, optional): ...or a function returning labels.
-        url (str, optional): ...or the base URL of a served teacher.
+        url (str, optional): ...or the base URL of a served teacher...
+        onnx (str, optional): ...or an ``.onnx`` classifier file, run with onnxruntime
+            (:class:`~mmdfkd.models.teachers.sources.OnnxClassifier`; its first output holds
+            logits).
         remote (dict, optional): ``RemoteTeacherClient`` options (batch size, retries...).
         query_budget (int, optional): Most images ever sent.
         cache (bool): Answer repeated images from the cache.
