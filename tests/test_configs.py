@@ -357,3 +357,23 @@ def test_step_sizes_a_synthesizer_uses_itself_are_refused_with_their_key(config,
         MODELS.build(part_cfg)
     part_cfg[key] = 0  # 0 freezes what the step moves: an ablation, not an error
     MODELS.build(part_cfg)
+
+
+@pytest.mark.parametrize('key,value', [
+    ('model.synthesizer.bn.loss_weight', float('nan')),
+    ('model.distill_loss.loss_weight', '1.0'),
+])
+def test_a_loss_weight_that_is_not_a_finite_number_is_refused_with_its_key(key, value):
+    """A quoted or NaN loss weight built and failed (or turned every loss into NaN) only at
+    the first iteration, naming no loss."""
+    from mmdfkd.apis.config_keys import check_runner_config_keys
+    cfg = load_config(config_path('deepinversion',
+                                  'deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py'),
+                      cfg_options={key: value})
+    with pytest.raises(ValueError, match=rf'{re.escape(key)}: \w+Loss loss_weight must be a '
+                                         r'finite number'):
+        check_runner_config_keys(cfg)
+    # 0 switches a term off and a negative weight turns it around: both are allowed.
+    check_runner_config_keys(load_config(
+        config_path('deepinversion', 'deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py'),
+        cfg_options={key: 0.0}))

@@ -247,6 +247,18 @@ def _path_accepting(key: str, node: Any, registry: Registries, path: str) -> str
     return None
 
 
+def _check_loss_weight(node: dict, factory: Callable | None, path: str) -> None:
+    """Refuse a loss term's ``loss_weight`` that is not a finite number, with its key path
+    (the loss itself can only name its class)."""
+    from mmdfkd.models.losses.base import WeightedLoss, check_loss_weight
+    if (isinstance(factory, type) and issubclass(factory, WeightedLoss)
+            and 'loss_weight' in node):
+        try:
+            check_loss_weight(node['loss_weight'], factory.__name__)
+        except ValueError as error:
+            raise ValueError(f'{path}.loss_weight: {error}') from None
+
+
 def check_config_keys(node: Any, registry: Registries, path: str,
                       names_checked: bool = True) -> None:
     """Raise ``ValueError`` for the first key under ``node`` that its ``type`` does not take,
@@ -303,6 +315,7 @@ def check_config_keys(node: Any, registry: Registries, path: str,
                     f"{path}.{key}: {name} takes no argument '{key}'{hint}. Its arguments: "
                     f"{', '.join(accepted)}. Remove or rename the key (its docstring: "
                     f"help({module}.{name})).")
+        _check_loss_weight(node, factory, path)
     subtree_registries = _subtree_registries()
     for key, value in node.items():
         if key not in SKIPPED_KEYS:

@@ -1,10 +1,10 @@
 """Attention transfer (Zagoruyko & Komodakis, 2017), the feature term of ZSKT."""
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from mmdfkd.models.utils.recorder import deepest_output
 from mmdfkd.registry import MODELS
+from .base import WeightedLoss
 
 
 def spatial_attention(feature: torch.Tensor) -> torch.Tensor:
@@ -13,7 +13,7 @@ def spatial_attention(feature: torch.Tensor) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class AttentionTransferLoss(nn.Module):
+class AttentionTransferLoss(WeightedLoss):
     """Sum over stage pairs of the mean squared difference of spatial attention maps.
 
     Each pair is two ``(N, C, H, W)`` maps that may differ in channels but not in ``H, W``.
@@ -22,10 +22,6 @@ class AttentionTransferLoss(nn.Module):
     Args:
         loss_weight (float): Multiplier (ZSKT uses 250).
     """
-
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
 
     def forward(self, student_feats: list[torch.Tensor],
                 teacher_feats: list[torch.Tensor]) -> torch.Tensor:

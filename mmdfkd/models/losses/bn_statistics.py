@@ -4,11 +4,12 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdfkd.registry import MODELS
+from .base import WeightedLoss
 from .contrastive import instance_channel_means
 
 
 @MODELS.register_module()
-class BNStatisticsLoss(nn.Module):
+class BNStatisticsLoss(WeightedLoss):
     """Distance between a batch's BN-input statistics and the teacher's running statistics.
 
     ``sum_l ||mu_l(x) - running_mean_l||_2 + ||var_l(x) - running_var_l||_2`` (or a Gaussian
@@ -41,7 +42,7 @@ class BNStatisticsLoss(nn.Module):
 
     def __init__(self, loss_weight: float = 1.0, momentum: float = 0.0,
                  first_layer_weight: float = 1.0, distance: str = 'l2') -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f'BNStatisticsLoss momentum must be in [0, 1), got {momentum}')
         if distance not in self.DISTANCES:
@@ -50,7 +51,6 @@ class BNStatisticsLoss(nn.Module):
         if first_layer_weight < 0:
             raise ValueError('BNStatisticsLoss first_layer_weight must be >= 0, got '
                              f'{first_layer_weight}')
-        self.loss_weight = loss_weight
         self.momentum = momentum
         self.first_layer_weight = first_layer_weight
         self.distance = distance

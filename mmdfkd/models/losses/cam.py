@@ -5,6 +5,7 @@ from torch import nn
 
 from mmdfkd.models.utils.recorder import deepest_output
 from mmdfkd.registry import MODELS
+from .base import WeightedLoss
 
 
 def cam_forward(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,17 +46,13 @@ def class_activation_map(fmap: torch.Tensor, fc: nn.Linear, classes: torch.Tenso
 
 
 @MODELS.register_module()
-class CAMConsistencyLoss(nn.Module):
+class CAMConsistencyLoss(WeightedLoss):
     """MSE between the teacher's and the student's class activation maps for the teacher's
     top-1 class, both normalised to max 1 and compared at the teacher's map size.
 
     Args:
         loss_weight (float): Multiplier of the loss.
     """
-
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
 
     def forward(self, student_map: torch.Tensor, teacher_map: torch.Tensor,
                 student_fc: nn.Linear, teacher_fc: nn.Linear,

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmdfkd.registry import MODELS
+from .base import WeightedLoss
 
 
 def instance_channel_means(features: Sequence) -> torch.Tensor:
@@ -29,7 +30,7 @@ def info_nce(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> t
 
 
 @MODELS.register_module()
-class InstanceContrastiveLoss(nn.Module):
+class InstanceContrastiveLoss(WeightedLoss):
     """CMI's contrastive term (Fang et al., IJCAI 2021): make synthetic samples tell apart.
 
     Each image has two embeddings from the teacher (here: the per-image channel means of the
@@ -52,13 +53,12 @@ class InstanceContrastiveLoss(nn.Module):
 
     def __init__(self, embed_dim: int = 256, temperature: float = 0.1, bank_size: int = 4096,
                  num_negatives: int = 4096, loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         if temperature <= 0:
             raise ValueError(f'InstanceContrastiveLoss temperature must be > 0, got '
                              f'{temperature}')
         self.embed_dim, self.temperature = embed_dim, temperature
         self.bank_size, self.num_negatives = bank_size, num_negatives
-        self.loss_weight = loss_weight
         self.head: nn.Module | None = None
 
     def build(self, feature_dim: int) -> None:
@@ -124,7 +124,7 @@ def supervised_contrastive(features: torch.Tensor, labels: torch.Tensor,
 
 
 @MODELS.register_module()
-class SupConLoss(nn.Module):
+class SupConLoss(WeightedLoss):
     """Pseudo-supervised contrast between the student's and the teacher's view of a batch
     (CPSC-DFKD): the two models' penultimate features of the same images are the two views,
     the labels the generator was asked for are the classes. Same-label samples are pulled
@@ -142,10 +142,10 @@ class SupConLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.07, embed_dim: int | None = None,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         if temperature <= 0:
             raise ValueError(f'SupConLoss temperature must be > 0, got {temperature}')
-        self.temperature, self.embed_dim, self.loss_weight = temperature, embed_dim, loss_weight
+        self.temperature, self.embed_dim = temperature, embed_dim
         self.student_proj: nn.Module = nn.Identity()
         self.teacher_proj: nn.Module = nn.Identity()
 

@@ -1,22 +1,18 @@
 """Teacher-only generator objectives of DAFL (Chen et al., ICCV 2019)."""
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from mmdfkd.registry import MODELS
+from .base import WeightedLoss
 
 
 @MODELS.register_module()
-class OneHotLoss(nn.Module):
+class OneHotLoss(WeightedLoss):
     """Cross-entropy of the teacher's logits against their own arg-max (confident samples).
 
     Args:
         loss_weight (float): Multiplier of the loss.
     """
-
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
 
     def forward(self, teacher_logits: torch.Tensor) -> torch.Tensor:
         pseudo_labels = teacher_logits.argmax(dim=1).detach()
@@ -24,7 +20,7 @@ class OneHotLoss(nn.Module):
 
 
 @MODELS.register_module()
-class InformationEntropyLoss(nn.Module):
+class InformationEntropyLoss(WeightedLoss):
     """Negative entropy of the batch-averaged teacher prediction.
 
     Minimising it spreads the batch over all classes; its minimum is ``-log(num_classes)``
@@ -34,10 +30,6 @@ class InformationEntropyLoss(nn.Module):
         loss_weight (float): Multiplier of the loss.
     """
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
-
     def forward(self, teacher_logits: torch.Tensor) -> torch.Tensor:
         mean_prob = F.softmax(teacher_logits, dim=1).mean(dim=0)
         neg_entropy = (mean_prob * torch.log(mean_prob.clamp_min(1e-12))).sum()
@@ -45,16 +37,12 @@ class InformationEntropyLoss(nn.Module):
 
 
 @MODELS.register_module()
-class ActivationLoss(nn.Module):
+class ActivationLoss(WeightedLoss):
     """Negative mean L1 norm of the teacher's penultimate features (rewards strong activation).
 
     Args:
         loss_weight (float): Multiplier of the loss.
     """
-
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return -self.loss_weight * features.abs().flatten(1).mean()

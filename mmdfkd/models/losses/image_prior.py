@@ -1,12 +1,12 @@
 """Image priors used by model inversion (DeepInversion)."""
 import torch
-from torch import nn
 
 from mmdfkd.registry import MODELS
+from .base import WeightedLoss
 
 
 @MODELS.register_module()
-class TotalVariationLoss(nn.Module):
+class TotalVariationLoss(WeightedLoss):
     """Mean squared (``p=2``) or absolute (``p=1``) difference of neighbouring pixels.
 
     Args:
@@ -15,10 +15,10 @@ class TotalVariationLoss(nn.Module):
     """
 
     def __init__(self, p: int = 2, loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         if p not in (1, 2):
             raise ValueError(f'TotalVariationLoss p must be 1 or 2, got {p}')
-        self.p, self.loss_weight = p, loss_weight
+        self.p = p
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         dh = images[..., 1:, :] - images[..., :-1, :]

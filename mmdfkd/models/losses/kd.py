@@ -1,9 +1,9 @@
 """Logit-matching losses shared by every method (student objective and adversarial terms)."""
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from mmdfkd.registry import MODELS
+from .base import WeightedLoss
 
 
 def kl_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -44,7 +44,7 @@ def _divergence(name: str):
 
 
 @MODELS.register_module()
-class KLDivergenceLoss(nn.Module):
+class KLDivergenceLoss(WeightedLoss):
     """Hinton KD loss: ``tau^2 * KL(teacher || student)`` on temperature-softened logits.
 
     Args:
@@ -53,9 +53,8 @@ class KLDivergenceLoss(nn.Module):
     """
 
     def __init__(self, tau: float = 1.0, loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         self.tau = check_temperature(tau, 'KLDivergenceLoss')
-        self.loss_weight = loss_weight
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -97,7 +96,7 @@ def standardize_logits(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class DecoupledKDLoss(nn.Module):
+class DecoupledKDLoss(WeightedLoss):
     """Decoupled knowledge distillation (DKD, Zhao et al., CVPR 2022) on teacher logits.
 
     The target class of each sample is the teacher's top-1 (no ground truth exists data-free).
@@ -111,10 +110,9 @@ class DecoupledKDLoss(nn.Module):
 
     def __init__(self, tau: float = 4.0, alpha: float = 1.0, beta: float = 8.0,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         self.tau = check_temperature(tau, 'DecoupledKDLoss')
         self.alpha, self.beta = alpha, beta
-        self.loss_weight = loss_weight
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -123,7 +121,7 @@ class DecoupledKDLoss(nn.Module):
 
 
 @MODELS.register_module()
-class StandardizedKLLoss(nn.Module):
+class StandardizedKLLoss(WeightedLoss):
     """KD on z-scored logits (logit standardisation, Sun et al., CVPR 2024).
 
     Both models' logits are standardised per sample before the temperature-softened KL, so
@@ -136,9 +134,8 @@ class StandardizedKLLoss(nn.Module):
     """
 
     def __init__(self, tau: float = 2.0, loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         self.tau = check_temperature(tau, 'StandardizedKLLoss')
-        self.loss_weight = loss_weight
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -148,16 +145,12 @@ class StandardizedKLLoss(nn.Module):
 
 
 @MODELS.register_module()
-class L1LogitLoss(nn.Module):
+class L1LogitLoss(WeightedLoss):
     """Mean absolute error between student and teacher logits (DFAD).
 
     Args:
         loss_weight (float): Multiplier of the loss.
     """
-
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -165,7 +158,7 @@ class L1LogitLoss(nn.Module):
 
 
 @MODELS.register_module()
-class MSELogitLoss(nn.Module):
+class MSELogitLoss(WeightedLoss):
     """Mean squared error between student and teacher logits (CPSC-DFKD's IKD term for the
     student; the generator maximises it through ``AdversarialDisagreementLoss('mse')``).
 
@@ -173,17 +166,13 @@ class MSELogitLoss(nn.Module):
         loss_weight (float): Multiplier of the loss.
     """
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
-
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
         return self.loss_weight * mse_logit_distance(student_logits, teacher_logits).mean()
 
 
 @MODELS.register_module()
-class AdversarialDisagreementLoss(nn.Module):
+class AdversarialDisagreementLoss(WeightedLoss):
     """Negative student-teacher divergence: minimising it makes samples the two disagree on.
 
     Used by synthesizers in the adversarial game (DFAD: L1, ZSKT: KL; Fast-DFKD and DiffDFKD
@@ -198,12 +187,11 @@ class AdversarialDisagreementLoss(nn.Module):
 
     def __init__(self, divergence: str = 'l1', tau: float = 1.0, agree_only: bool = False,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         self.divergence = _divergence(divergence)
         self.divergence_name = divergence
         self.tau = check_temperature(tau, type(self).__name__)
         self.agree_only = agree_only
-        self.loss_weight = loss_weight
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
