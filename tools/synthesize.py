@@ -23,9 +23,11 @@ from mmdfkd.apis.synthesize import (build_from_checkpoint, evaluation_class_name
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
-    parser.add_argument('checkpoint')
-    parser.add_argument('out_dir')
+    parser.add_argument('config', help='the data-free config the checkpoint was trained with')
+    parser.add_argument('checkpoint', help='checkpoint saved by the data-free run (its pool or '
+                        'generator is what is exported)')
+    parser.add_argument('out_dir', help='folder to write the images to, one sub-folder per '
+                        'class (mmpretrain CustomDataset layout)')
     parser.add_argument('--num-images', type=positive_int, default=None,
                         help='cap on the images written (pool methods: default the whole '
                              'pool; generator methods need it)')

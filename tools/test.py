@@ -59,8 +59,9 @@ def use_tta_pipeline(cfg) -> None:
 @record
 def main() -> None:
     parser = argparse.ArgumentParser(description='Test a model on the real test split')
-    parser.add_argument('config')
-    parser.add_argument('checkpoint')
+    parser.add_argument('config', help='test config file path (a data-free config evaluates its '
+                        'student)')
+    parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='folder for the test logs')
     parser.add_argument('--out', help='write the metrics as JSON here (or, with --out-item '
                         'pred, every image\'s prediction as a .pkl)')

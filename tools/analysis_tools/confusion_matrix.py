@@ -52,7 +52,7 @@ def per_class_accuracy(matrix: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description='Confusion matrix on the real test split')
-    parser.add_argument('config')
+    parser.add_argument('config', help='test config file path')
     parser.add_argument('ckpt_or_result', help='a checkpoint, or the .pkl predictions of '
                         'tools/test.py --out-item pred')
     parser.add_argument('--work-dir', help='folder for the test logs')

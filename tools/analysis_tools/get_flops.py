@@ -93,7 +93,8 @@ def complexity(classifier_cfg: dict, shape: tuple[int, ...]) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
+    parser.add_argument('config', help='config file path (data-free: teacher and student '
+                        'are counted)')
     parser.add_argument('--shape', type=int, nargs='+',
                         help='input C H W (default: model.synthesizer.image_shape)')
     parser.add_argument('--out', help='also write the counts as JSON')

@@ -44,7 +44,8 @@ def skip_reason(config: str) -> str | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('configs', nargs='+')
+    parser.add_argument('configs', nargs='+', help='config files to train one tiny '
+                        'iteration each')
     parser.add_argument('--teacher-ckpt', help='one teacher for every config (default: '
                         "each config's teacher with random weights)")
     parser.add_argument('--amp', action='store_true', help='as tools/train.py --amp')
