@@ -1,6 +1,7 @@
 """Training loop for data-free distillation: the batches come from the synthesizer."""
 import itertools
 import time
+import warnings
 
 import torch
 from mmengine import dist
@@ -18,6 +19,9 @@ from .stop_signals import StopSignals
 # ``train_cfg.time_budget_s`` they make (only when a budget is set).
 TRAIN_ELAPSED_KEY = 'train_elapsed_s'
 BUDGET_FRACTION_KEY = 'time_budget_fraction'
+# mmengine's copy of torch's warning for a scheduler stepped before its optimizer.
+SCHEDULER_BEFORE_OPTIMIZER_WARNING = (r'Detected call of `scheduler\.step\(\)` before '
+                                      r'`optimizer\.step\(\)`')
 
 
 def resumed_train_elapsed_s(message_hub: MessageHub) -> float:
@@ -309,6 +313,13 @@ class DataFreeTrainLoop(BaseLoop):
                 f'checkpoint is saved, continue with `{resume_command()}`.')
             self._max_iters = self._iter + 1
             self.dataloader.num_iters = self._max_iters
-        self.runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch,
-                              outputs=outputs)
+        with warnings.catch_warnings():
+            # Parts of a data-free model legitimately idle while their schedules run over the
+            # whole run's iterations: the student during `warmup_iters` (Fast-DFKD, DiffDFKD),
+            # DIP-KD's primer and student before their phases. The schedulers are indexed by
+            # the iteration, so no value is skipped, and torch's warning that one will be
+            # (printed once per run) is wrong here.
+            warnings.filterwarnings('ignore', message=SCHEDULER_BEFORE_OPTIMIZER_WARNING)
+            self.runner.call_hook('after_train_iter', batch_idx=self._iter,
+                                  data_batch=data_batch, outputs=outputs)
         self._iter += 1
