@@ -53,7 +53,9 @@ class LeNet(BaseBackbone):
         self.out_indices = tuple(out_indices)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if x.shape[-2:] != (32, 32):
+        # Skipped while tracing (ONNX export): the exported graph takes 32x32 only anyway, and
+        # the Python check would be frozen into it with a TracerWarning.
+        if not torch.jit.is_tracing() and x.shape[-2:] != (32, 32):
             raise ValueError(f'LeNet expects 32x32 inputs, got {tuple(x.shape[-2:])}; pad '
                              "28x28 images with dict(type='CenterPad', size=32).")
         outs = []
