@@ -1,5 +1,6 @@
-"""DiffDFKD: diffusers-guided synthesis (tiny random pipelines built here), latent CutMix,
-CAM consistency, a config that trains and resumes with its pool."""
+"""DiffDFKD: diffusers-guided synthesis (tiny random pipelines from
+``mmdfkd.apis.random_pipelines``), latent CutMix, CAM consistency, a config that trains and
+resumes with its pool."""
 import os
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mmdfkd.apis import build_runner
-from mmdfkd.apis.ddpm import build_unet
+from mmdfkd.apis.random_pipelines import save_random_latent_pipeline, save_random_pixel_pipeline
 from mmdfkd.models.losses import CAMConsistencyLoss, cam_forward
 from mmdfkd.models.utils import deepest_output
 from mmdfkd.models.synthesizers import DiffusionSynthesizer
@@ -23,12 +24,7 @@ CONFIG = 'diffdfkd/diffdfkd_lenet5bn_lenet5half_fmnist.py'
 @pytest.fixture(scope='module')
 def tiny_pipeline(tmp_path_factory) -> str:
     """A randomly initialised pixel-space DDPM pipeline folder (nothing downloaded)."""
-    from diffusers import DDPMPipeline, DDPMScheduler
-    torch.manual_seed(0)
-    path = str(tmp_path_factory.mktemp('ddpm'))
-    DDPMPipeline(unet=build_unet(size=16, channels=1, width=8),
-                 scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(path)
-    return path
+    return save_random_pixel_pipeline(str(tmp_path_factory.mktemp('ddpm')))
 
 
 FMNIST_CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt',
@@ -38,44 +34,8 @@ FMNIST_CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', '
 @pytest.fixture(scope='module')
 def tiny_sd_pipeline(tmp_path_factory) -> str:
     """A randomly initialised Stable-Diffusion-layout folder (unet, vae, text_encoder,
-    tokenizer, scheduler) with a hand-made CLIP vocabulary: one token per printable ASCII
-    character, no merges (nothing downloaded)."""
-    import json
-
-    from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionPipeline,
-                           UNet2DConditionModel)
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-    root = tmp_path_factory.mktemp('sd')
-    chars = [chr(i) for i in range(33, 127)]  # CLIP's byte encoder maps these to themselves
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + '</w>': len(chars) + i for i, c in enumerate(chars)})
-    bos, eos = len(vocab), len(vocab) + 1
-    vocab.update({'<|startoftext|>': bos, '<|endoftext|>': eos})
-    (root / 'vocab.json').write_text(json.dumps(vocab))
-    (root / 'merges.txt').write_text('#version: 0.2\n')
-    torch.manual_seed(0)
-    tokenizer = CLIPTokenizer(str(root / 'vocab.json'), str(root / 'merges.txt'),
-                              model_max_length=24)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=24, projection_dim=16,
-        bos_token_id=bos, eos_token_id=eos, pad_token_id=eos))
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=(16, 32), down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'),
-        up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'), cross_attention_dim=16,
-        attention_head_dim=4, norm_num_groups=8)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
-                        block_out_channels=(8, 16), down_block_types=('DownEncoderBlock2D',) * 2,
-                        up_block_types=('UpDecoderBlock2D',) * 2, norm_num_groups=8,
-                        sample_size=16)
-    path = str(root / 'pipeline')
-    StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DDIMScheduler(num_train_timesteps=100, clip_sample=False, steps_offset=1),
-        safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False).save_pretrained(path)
-    return path
+    tokenizer, scheduler; nothing downloaded)."""
+    return save_random_latent_pipeline(str(tmp_path_factory.mktemp('sd') / 'pipeline'))
 
 
 def _synth(path: str, teacher_ckpt: str, **kw):
@@ -194,6 +154,24 @@ def test_latent_cutmix_mixes_the_right_regions():
     assert int(band.sum()) == 16 and band[0, 0, 0, 0] == 0
     box = DiffusionSynthesizer.box_mask(16, 8, (0.25, 0.25))
     assert torch.all(box.flatten(1).sum(1) == 16)
+    # half-precision latents stay half precision (the float32 mask promoted them)
+    half, _ = DiffusionSynthesizer.latent_cutmix(z.half(), targets, mask, partner)
+    assert half.dtype == torch.float16 and torch.equal(half.float(), mixed)
+
+
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
+def test_half_precision_latent_model_synthesises_through_cutmix_and_repair(
+        tiny_sd_pipeline, teacher_ckpt, tmp_path, dtype):
+    """The CIFAR recipe's `dtype='float16'`: its first latent CutMix turned the latents into
+    float32 and the repair pass's UNet refused them ("mat1 and mat2 must have the same
+    dtype"), so the recipe failed at its fifth denoising step."""
+    distiller = _synth(tiny_sd_pipeline, teacher_ckpt, class_names=FMNIST_CLASSES,
+                       dtype=dtype, cutmix_every=1, repair_steps=1, num_inference_steps=3)
+    distiller.set_work_dir(str(tmp_path))
+    out = distiller.synthesizer.synthesize(distiller)
+    images, logits = distiller.synthesizer.pool.sample(4)
+    assert images.dtype == torch.float32 and torch.isfinite(images).all()
+    assert torch.isfinite(out['loss_ce'])
 
 
 def test_synthesize_shapes_dtypes_cutmix_and_repair(tiny_pipeline, teacher_ckpt, tmp_path):

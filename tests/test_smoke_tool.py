@@ -44,3 +44,20 @@ def test_smoke_train_leaves_the_teacher_weights_it_was_given(teacher_ckpt, tmp_p
     for key, value in given.items():
         torch.testing.assert_close(saved[f'teacher.model.{key}'] if f'teacher.model.{key}'
                                    in saved else saved[f'teacher.{key}'], value)
+
+
+def test_a_diffdfkd_recipe_without_its_diffusion_model_runs_with_a_random_stand_in(
+        teacher_ckpt, tmp_path):
+    """Like the teacher, a missing diffusion model is no reason for the smoke check to fail:
+    the recipe runs on a tiny random pipeline of the layout it expects. One that exists is
+    the one that runs."""
+    config = config_path('diffdfkd', 'diffdfkd_lenet5bn_lenet5half_fmnist.py')
+    missing = str(tmp_path / 'no_such_pipeline')
+    result = smoke_train(config, str(tmp_path / 'a'), teacher_ckpt,
+                         cfg_options={'model.synthesizer.pipeline_path': missing})
+    assert result['ok'], result.get('traceback')
+    stand_in = result['random_pipeline']
+    assert osp.isdir(osp.join(stand_in, 'unet')) and osp.isdir(osp.join(stand_in, 'scheduler'))
+    again = smoke_train(config, str(tmp_path / 'b'), teacher_ckpt,
+                        cfg_options={'model.synthesizer.pipeline_path': stand_in})
+    assert again['ok'] and 'random_pipeline' not in again

@@ -15,6 +15,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from mmdfkd.apis.config import build_runner, load_config
+from mmdfkd.apis.random_pipelines import save_random_latent_pipeline, save_random_pixel_pipeline
 from mmdfkd.registry import MODELS
 
 
@@ -50,7 +51,34 @@ def one_iteration_options(config: str, teacher_ckpt: str) -> dict:
         opts.update({'model.synthesizer.iterations': 1, 'model.warmup_iters': 0})
     if osp.basename(config).startswith('cmi'):
         opts['model.synthesizer.contrastive.bank_size'] = 16
+    if osp.basename(config).startswith('diffdfkd'):
+        # A few denoising steps, with a latent CutMix and its seam repair among them.
+        opts.update({'model.synthesizer.num_inference_steps': 4,
+                     'model.synthesizer.cutmix_every': 2})
     return opts
+
+
+def random_pipeline_options(config: str, work_dir: str, cfg_options: dict | None = None,
+                            seed: int = 0) -> dict:
+    """For a DiffDFKD config whose ``model.synthesizer.pipeline_path`` (after
+    ``cfg_options``) is not a local folder: save a tiny random pipeline of the layout the
+    recipe expects into ``work_dir`` and return the override that points the config at it.
+    The layout is Stable Diffusion's when the recipe prompts with class names, a pixel-space
+    DDPM of the recipe's channels otherwise. ``{}`` for every other config, and for one whose
+    pipeline is there (it is what gets checked then)."""
+    synthesizer = Config.fromfile(config).model.get('synthesizer') or {}
+    if synthesizer.get('type') != 'DiffusionSynthesizer':
+        return {}
+    path = (cfg_options or {}).get('model.synthesizer.pipeline_path',
+                                   synthesizer.get('pipeline_path'))
+    if path and osp.isdir(path):
+        return {}
+    target = osp.join(work_dir, 'random_pipeline')
+    if synthesizer.get('class_names') or synthesizer.get('prompt_template'):
+        save_random_latent_pipeline(target, seed=seed)
+    else:
+        save_random_pixel_pipeline(target, channels=synthesizer['image_shape'][0], seed=seed)
+    return {'model.synthesizer.pipeline_path': target}
 
 
 def random_teacher_checkpoint(config: str, path: str, seed: int = 0) -> str:
@@ -74,7 +102,9 @@ def smoke_train(config: str, work_dir: str, teacher_ckpt: str | None = None,
         config: Config file.
         work_dir: Where the run writes its log and checkpoint.
         teacher_ckpt: Teacher checkpoint; ``None`` saves the config's teacher with random
-            weights into ``work_dir`` (the check is that the recipe runs, not how well).
+            weights into ``work_dir`` (the check is that the recipe runs, not how well). A
+            DiffDFKD recipe whose diffusion model is not on this machine gets a tiny random
+            one the same way (``random_pipeline_options``).
         amp: What ``tools/train.py --amp`` does (needs an accelerator).
         val_images: Validate on the first N images of the config's test split after the
             iteration; 0 drops validation (no dataset needed).
@@ -82,7 +112,8 @@ def smoke_train(config: str, work_dir: str, teacher_ckpt: str | None = None,
 
     Returns:
         ``config``, ``ok``, ``seconds``, the ``device`` the student trained on, ``iter``,
-        and on failure ``error`` (the exception's last line) and ``traceback``.
+        ``random_pipeline`` (the stand-in's folder) when one was made, and on failure
+        ``error`` (the exception's last line) and ``traceback``.
     """
     start = time.perf_counter()
     result: dict = dict(config=config, ok=False, device=None, iter=0)
@@ -98,6 +129,10 @@ def smoke_train(config: str, work_dir: str, teacher_ckpt: str | None = None,
                          'val_dataloader.num_workers': 0,
                          'val_dataloader.persistent_workers': False})
         opts.update(cfg_options or {})
+        pipeline = random_pipeline_options(config, work_dir, opts)
+        if pipeline:
+            result['random_pipeline'] = pipeline['model.synthesizer.pipeline_path']
+            opts.update(pipeline)
         cfg = load_config(config, cfg_options=opts, work_dir=work_dir, amp=amp)
         # mmengine keys its global visualizer by experiment name (second resolution):
         # runners built within the same second would share one.

@@ -297,8 +297,11 @@ class DiffusionSynthesizer(PooledSynthesizer):
                       partner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Paste ``partner``-indexed latents inside ``mask``; soft targets weighted by area.
         ``targets``: ``(N, C)`` class weights."""
-        mixed = mask * z[partner] + (1 - mask) * z
         area = mask.flatten(1).mean(1, keepdim=True)
+        # In z's dtype: a float32 mask promoted half-precision latents to float32, and the
+        # half-precision UNet then refused them ("mat1 and mat2 must have the same dtype").
+        mask = mask.to(z.dtype)
+        mixed = mask * z[partner] + (1 - mask) * z
         return mixed, area * targets[partner] + (1 - area) * targets
 
     @staticmethod
