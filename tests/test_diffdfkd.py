@@ -95,7 +95,7 @@ def test_latent_pipeline_prompts_guidance_and_synthesis(tiny_sd_pipeline, teache
                        prompt_template='a photo of a {}', guidance_scale=3.0, bn=None,
                        guidance_lr=0.5)
     synth = distiller.synthesizer
-    assert synth.kind == 'latent' and synth.vae_scale_factor == 2 and synth.resolution == 16
+    assert synth.kind == 'latent' and synth.vae_scale_factor == 8 and synth.resolution == 64
     z = synth._initial_noise(3)
     assert z.shape == (3, 4, 8, 8)
     text = synth._prompt_embeddings(torch.tensor([6, 0, 6]))

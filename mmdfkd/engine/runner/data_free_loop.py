@@ -53,6 +53,8 @@ def non_finite_state(outputs: dict, model: nn.Module) -> list[str]:
     problems = []
     for key, value in (outputs or {}).items():
         if 'loss' in key and isinstance(value, (torch.Tensor, float, int)):
+            if isinstance(value, torch.Tensor):
+                value = value.detach()
             flat = torch.as_tensor(value, dtype=torch.float64).flatten()
             if not bool(torch.isfinite(flat).all()):
                 problems.append(f'{key}={float(flat[~torch.isfinite(flat)][0])}')
