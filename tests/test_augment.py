@@ -123,17 +123,22 @@ def test_recipes_raised_to_another_image_size_need_their_crops_resized(tmp_path)
                ckpt)
     opts = one_iteration_options(config, ckpt)
     opts['model.synthesizer.image_shape'] = (3, 48, 48)
+
+    def load(name: str) -> Config:
+        # one experiment name per runner: several built in one second would share mmengine's
+        # timestamped default name (and its logger/visualizer instances)
+        cfg = load_config(config, cfg_options=opts, work_dir=str(tmp_path / name))
+        cfg.experiment_name = f'test_raised_image_size_{name}'
+        return cfg
     with pytest.raises(ValueError, match=r'model.synthesizer.augment turns the images of '
                                          r'\(3, 48, 48\).*model.synthesizer.augment.0.size'):
-        build_runner(load_config(config, cfg_options=opts, work_dir=str(tmp_path / 'a')))
+        build_runner(load('a'))
     opts['model.synthesizer.augment.0.size'] = 48
     with pytest.raises(ValueError, match=r'model.student_augment turns .*'
                                          r'model.student_augment.1.size to 48'):
-        build_runner(load_config(config, cfg_options=opts, work_dir=str(tmp_path / 'b')))
+        build_runner(load('b'))
     opts['model.student_augment.1.size'] = 48
-    cfg = load_config(config, cfg_options=opts, work_dir=str(tmp_path / 'c'))
-    cfg.experiment_name = 'test_raised_image_size'
-    runner = build_runner(cfg)
+    runner = build_runner(load('c'))
     runner.train()
     images = runner.model.synthesizer.pool.sample(2)[0]
     assert runner.iter == 1 and images.shape[1:] == (3, 48, 48)

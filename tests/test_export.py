@@ -28,6 +28,15 @@ def test_exported_student_is_a_plain_mmpretrain_model(teacher_ckpt, tmp_path):
 
     cfg = Config.fromfile(cfg_path)
     assert cfg.default_scope == 'mmpretrain'
+    # The run's --cfg-options come along: a test split elsewhere lands in the exported
+    # config, and a student changed by them must still match the checkpoint's.
+    moved = export_student(config_path(*CONFIG.split('/')),
+                           last_checkpoint(str(tmp_path / 'run')), str(tmp_path / 'moved'),
+                           {'test_dataloader.dataset.data_root': '/elsewhere/fmnist'})[1]
+    assert Config.fromfile(moved).test_dataloader.dataset.data_root == '/elsewhere/fmnist'
+    with pytest.raises(ValueError, match=r'student differs from .*model.student'):
+        export_student(config_path(*CONFIG.split('/')), last_checkpoint(str(tmp_path / 'run')),
+                       str(tmp_path / 'wide'), {'model.student.backbone.width': 1.0})
     from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')

@@ -15,6 +15,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import Config  # noqa: E402
 
+from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
 from mmdfkd.apis.export import export_student  # noqa: E402
 
 
@@ -23,8 +24,11 @@ def main() -> None:
     parser.add_argument('config', help='the data-free config the checkpoint was trained with')
     parser.add_argument('checkpoint', help='checkpoint saved by the data-free run')
     parser.add_argument('out_dir', help='folder to write student.pth and student_config.py')
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
+                        help='config overrides the run was started with, as for '
+                             'tools/train.py (e.g. a changed student or test data_root)')
     args = parser.parse_args()
-    ckpt, cfg = export_student(args.config, args.checkpoint, args.out_dir)
+    ckpt, cfg = export_student(args.config, args.checkpoint, args.out_dir, args.cfg_options)
     if Config.fromfile(cfg).get('test_dataloader') is None:
         # A run without a test split (no data where it ran) exports the model alone.
         follow_up = (f'{args.config} has no test_dataloader/test_evaluator, so the exported '

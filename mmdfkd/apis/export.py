@@ -29,8 +29,13 @@ def _qualify_mmdfkd_types(cfg):
     return cfg
 
 
-def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str]:
+def export_student(config: str, checkpoint: str, out_dir: str,
+                   cfg_options: dict | None = None) -> tuple[str, str]:
     """Write ``student.pth`` and ``student_config.py`` into ``out_dir``.
+
+    ``cfg_options`` are the overrides the run was started with (as ``--cfg-options`` of
+    ``tools/train.py``): a run that changed its student, or whose test split lies elsewhere,
+    exports with the same ones.
 
     The config is a plain mmpretrain one (``default_scope='mmpretrain'``) with the student
     model, the data preprocessor and the config's test split (none when the config has no
@@ -41,6 +46,8 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> tuple[str, str
         Paths of the checkpoint and the config.
     """
     cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     if 'student' not in cfg.model:
         raise ValueError(f'{config} is not a data-free config: its model has no model.student '
                          '(export from the config of the run, e.g. a DataFreeDistiller or DIPKD '
