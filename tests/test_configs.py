@@ -252,6 +252,29 @@ def test_unknown_config_key_is_refused_before_building_with_its_path(config, key
     assert not glob.glob(str(tmp_path / '*' / '*.log')), 'refused before the runner started'
 
 
+@pytest.mark.parametrize('key', ['model.teacher_ckpt', 'teacher_ckpt'])
+def test_the_teacher_checkpoint_given_on_either_key_is_the_one_distilled(key, teacher_ckpt,
+                                                                         tmp_path):
+    """``--cfg-options model.teacher_ckpt=PATH`` used to be overwritten by the file's top-level
+    ``teacher_ckpt`` default without a word, and the run distilled that teacher instead."""
+    config = config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')
+    cfg = load_config(config, cfg_options={key: teacher_ckpt}, work_dir=str(tmp_path / 'run'))
+    cfg.experiment_name = f'test_teacher_ckpt_on_{key}'
+    runner = build_runner(cfg)
+    saved = torch.load(teacher_ckpt, map_location='cpu', weights_only=False)['state_dict']
+    teacher = runner.model.teacher.state_dict()
+    assert all(torch.equal(teacher[k].cpu(), v) for k, v in saved.items())
+    assert runner.cfg.teacher_ckpt == runner.cfg.model.teacher_ckpt == teacher_ckpt
+
+    both = load_config(config, cfg_options={'teacher_ckpt': teacher_ckpt,
+                                            'model.teacher_ckpt': str(tmp_path / 'other.pth')},
+                       work_dir=str(tmp_path / 'both'))
+    with pytest.raises(ValueError, match=r"teacher_ckpt='.*' and model.teacher_ckpt='.*"
+                                         r"other.pth' both changed: give the teacher "
+                                         r'checkpoint once'):
+        build_runner(both)
+
+
 def test_print_config_shows_the_overrides_where_they_land():
     """tools/misc/print_config.py prints what tools/train.py will run: the teacher_ckpt in the
     teacher wrapper, data_root in every dataloader."""

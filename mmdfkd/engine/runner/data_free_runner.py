@@ -253,16 +253,54 @@ def with_random_state_hook(custom_hooks: list | None) -> list:
     return hooks + [RandomStateHook()]
 
 
+def _teacher_ckpt_slot(model: dict) -> tuple[dict, str, str] | None:
+    """Where ``model`` keeps its teacher checkpoint: (holder, key, dotted name), or ``None``
+    for a teacher without local weights (a wrapper around a callable, ONNX model or URL)."""
+    teacher = model.get('teacher')
+    if isinstance(teacher, dict) and 'checkpoint' in teacher:
+        if teacher.get('model') is None:
+            return None
+        return teacher, 'checkpoint', 'model.teacher.checkpoint'
+    return model, 'teacher_ckpt', 'model.teacher_ckpt'
+
+
 def propagate_teacher_ckpt(cfg) -> None:
     """Copy the top-level ``teacher_ckpt`` (what ``--cfg-options teacher_ckpt=PATH`` changes)
     into ``model.teacher_ckpt``, or into ``model.teacher.checkpoint`` for a teacher wrapper
-    built from a local model (config variables are resolved when the file is read)."""
+    built from a local model (config variables are resolved when the file is read).
+
+    A checkpoint set on the model's key itself (``--cfg-options model.teacher_ckpt=PATH``, or
+    ``cfg.model.teacher_ckpt = PATH`` in code) is kept, and the top-level variable follows
+    it: the config as read from ``cfg.filename`` tells which of the two was changed (the
+    model's own key used to be overwritten by the file's default without a word, and the
+    run distilled another teacher). Both changed to different files is refused."""
     model = cfg.get('model')
     if cfg.get('teacher_ckpt') is None or not isinstance(model, dict):
         return
-    teacher = model.get('teacher')
-    if isinstance(teacher, dict) and 'checkpoint' in teacher:
-        if teacher.get('model') is not None:
-            teacher['checkpoint'] = cfg.teacher_ckpt
-    else:
-        model['teacher_ckpt'] = cfg.teacher_ckpt
+    slot = _teacher_ckpt_slot(model)
+    if slot is None:
+        return
+    holder, key, name = slot
+    top, given = cfg.teacher_ckpt, holder.get(key)
+    if given != top:
+        as_read = _config_as_read(cfg)
+        if as_read is not None and isinstance(as_read.get('model'), dict):
+            read_slot = _teacher_ckpt_slot(as_read.model)
+            read_given = read_slot[0].get(read_slot[1]) if read_slot else None
+            if given != read_given:
+                if top != as_read.get('teacher_ckpt'):
+                    raise ValueError(
+                        f'teacher_ckpt={top!r} and {name}={given!r} both changed: give the '
+                        f'teacher checkpoint once (teacher_ckpt is copied into {name}).')
+                cfg.teacher_ckpt = given
+                return
+    holder[key] = top
+
+
+def _config_as_read(cfg):
+    """The config as its file reads, without later changes; ``None`` when it has no file."""
+    from mmengine.config import Config
+    filename = getattr(cfg, 'filename', None)
+    if not filename or not osp.isfile(filename):
+        return None
+    return Config.fromfile(filename)
