@@ -252,6 +252,26 @@ def test_unknown_config_key_is_refused_before_building_with_its_path(config, key
     assert not glob.glob(str(tmp_path / '*' / '*.log')), 'refused before the runner started'
 
 
+@pytest.mark.parametrize('config,options,message', [
+    # a config variable is substituted when the file is read: this ran all 700 iterations
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', {'max_iters': 5},
+     r'max_iters is a variable of .*changes nothing; set the key\(s\) that hold its value '
+     r'700 instead: train_cfg.max_iters=5, param_scheduler.student.T_max=5'),
+    ('dipkd/dipkd_lenet5_lenet5_fmnist.py', {'phase_iters.synthesis': 50},
+     r'phase_iters is a variable .*value 100 instead: model.phase_iters.synthesis=50'),
+    ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', {'max_iter': 5},
+     r'has no top-level max_iter and nothing reads one \(did you mean train_cfg.max_iters\?\)'),
+])
+def test_an_option_nothing_reads_is_refused_with_the_key_to_set(config, options, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(config_path(*config.split('/')), cfg_options=options)
+    # what the runner, the tools and mmdfkd read goes through
+    cfg = load_config(config_path(*config.split('/')), cfg_options={
+        'teacher_ckpt': '/t.pth', 'data_root': '/d', 'work_dir': '/w', 'randomness.seed': 3,
+        'train_cfg.max_iters': 5})
+    assert cfg.train_cfg.max_iters == 5 and cfg.randomness.seed == 3
+
+
 @pytest.mark.parametrize('key', ['model.teacher_ckpt', 'teacher_ckpt'])
 def test_the_teacher_checkpoint_given_on_either_key_is_the_one_distilled(key, teacher_ckpt,
                                                                          tmp_path):

@@ -17,6 +17,7 @@ from mmengine.config import Config  # noqa: E402
 
 import mmdfkd  # noqa: E402,F401
 from mmdfkd.apis.cli_types import ConfigOptionsAction, positive_int  # noqa: E402
+from mmdfkd.apis.config import merge_cfg_options  # noqa: E402
 from mmdfkd.apis.synthesize import (build_from_checkpoint, evaluation_class_names,  # noqa: E402
                                     export_image_folder)
 
@@ -36,8 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     model = build_from_checkpoint(args.config, args.checkpoint, args.cfg_options)
     cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options, args.config)
     classes, note = evaluation_class_names(cfg, model.num_classes)
     if note:
         print(f'note: {note}')

@@ -33,10 +33,7 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if not osp.isfile(path):
         raise FileNotFoundError(f'config {path} not found')
     cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-        if 'data_root' in cfg_options:
-            propagate_data_root(cfg, cfg_options)
+    merge_cfg_options(cfg, cfg_options, path)
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -71,6 +68,87 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
 
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+# Top-level keys something reads after the file is parsed: mmengine's runner (``from_cfg``
+# and the runner's own ``self.cfg.get``), the tools (``runner_type``), the config parser
+# (``custom_imports``) and the two variables mmdfkd carries to where they are used.
+READ_TOP_LEVEL_KEYS = frozenset((
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg',
+    'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler',
+    'val_evaluator', 'test_evaluator', 'default_hooks', 'custom_hooks', 'data_preprocessor',
+    'load_from', 'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer',
+    'default_scope', 'randomness', 'experiment_name', 'model_wrapper_cfg', 'compile',
+    'activation_checkpointing', 'efficient_conv_bn_eval', 'sync_bn', 'runner_type',
+    'custom_imports', 'teacher_ckpt', 'data_root'))
+
+
+def _leaf_paths(node, path: str = ''):
+    """(dotted path, value) of every leaf under ``node`` (list items by index)."""
+    items = (node.items() if isinstance(node, dict)
+             else enumerate(node) if isinstance(node, (list, tuple)) else None)
+    if items is None:
+        yield path, node
+        return
+    for key, value in items:
+        yield from _leaf_paths(value, f'{path}.{key}' if path else str(key))
+
+
+def merge_cfg_options(cfg: Config, cfg_options: dict | None, path: str) -> None:
+    """Apply ``--cfg-options`` to ``cfg`` (read from ``path``) as every tool does: keys nothing
+    would read are refused (``check_top_level_options``) and ``data_root`` reaches every
+    dataloader."""
+    if not cfg_options:
+        return
+    check_top_level_options(cfg, cfg_options, path)
+    cfg.merge_from_dict(cfg_options)
+    if 'data_root' in cfg_options:
+        propagate_data_root(cfg, cfg_options)
+
+
+def check_top_level_options(cfg: Config, cfg_options: dict, path: str) -> None:
+    """Refuse a ``--cfg-options`` key that nothing reads: one under a config variable, or a
+    new top-level key.
+
+    A config's own variables (``max_iters = 700`` used as ``train_cfg.max_iters``) are
+    substituted where they are used while the file is parsed, so overriding one afterwards
+    changed nothing: ``--cfg-options max_iters=5`` ran all 700 iterations without a word.
+    The message names the keys that hold the variable's value, which are the ones to set;
+    a new key nothing reads (a typo) is refused with the closest key of the config.
+    """
+    import difflib
+    all_leaves = dict(_leaf_paths(cfg.to_dict()))
+    # Keys under another variable (``phase_iters.synthesis``) are read by nothing either.
+    leaves = {p: v for p, v in all_leaves.items()
+              if '.' in p and p.split('.', 1)[0] in READ_TOP_LEVEL_KEYS}
+    for key, value in cfg_options.items():
+        root, name = key.split('.', 1)[0], key.rsplit('.', 1)[-1]
+        if root in READ_TOP_LEVEL_KEYS:
+            continue
+        if root in cfg:
+            old = all_leaves.get(key, cfg[root] if root == key else None)
+            same_name = [p for p in leaves if p.rsplit('.', 1)[-1] == name]
+            # Only a distinctive value is looked for: 0, 1 and flags turn up everywhere.
+            distinctive = (isinstance(old, (str, float)) or (
+                isinstance(old, int) and not isinstance(old, bool) and old not in (0, 1)))
+            same_value = [p for p, v in leaves.items() if distinctive and p not in same_name
+                          and type(v) is type(old) and v == old]
+            where = same_name + same_value
+            hint = (f'set the key(s) that hold its value {old!r} instead: '
+                    + ', '.join(f'{p}={value!r}' for p in where[:6])
+                    if where else 'no key of the config holds its value')
+            raise ValueError(
+                f'--cfg-options {key}={value!r}: {root} is a variable of {path}, substituted '
+                'where the file uses it while the file is read, so changing it afterwards '
+                f'changes nothing; {hint}.')
+        by_name = {p.rsplit('.', 1)[-1]: p for p in reversed(list(leaves))}
+        close = (difflib.get_close_matches(key, [*READ_TOP_LEVEL_KEYS, *leaves], n=1,
+                                           cutoff=0.6)
+                 or [by_name[n] for n in difflib.get_close_matches(name, by_name, n=1,
+                                                                   cutoff=0.6)])
+        suggestion = f' (did you mean {close[0]}?)' if close else ''
+        raise ValueError(
+            f'--cfg-options {key}={value!r}: {path} has no top-level {root} and nothing reads '
+            f'one{suggestion}; give the full dotted key of the setting to change.')
 
 
 def propagate_data_root(cfg: Config, cfg_options: dict) -> None:

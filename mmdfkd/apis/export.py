@@ -5,6 +5,7 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from mmdfkd.apis.config import merge_cfg_options
 from mmdfkd.engine.runner.checkpoint_loader import (load_run_checkpoint, run_config_hint,
                                                     weights_mismatch)
 from mmdfkd.registry import DATASETS, MODELS, TRANSFORMS
@@ -46,8 +47,7 @@ def export_student(config: str, checkpoint: str, out_dir: str,
         Paths of the checkpoint and the config.
     """
     cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    merge_cfg_options(cfg, cfg_options, config)
     if 'student' not in cfg.model:
         raise ValueError(f'{config} is not a data-free config: its model has no model.student '
                          '(export from the config of the run, e.g. a DataFreeDistiller or DIPKD '

@@ -89,9 +89,9 @@ def build_from_checkpoint(config: str, checkpoint: str,
     from mmdfkd.engine.runner.checkpoint_loader import (load_run_checkpoint, run_config_hint,
                                                         weights_mismatch)
     state = load_run_checkpoint(checkpoint, 'tools/synthesize.py')
+    from mmdfkd.apis.config import merge_cfg_options
     cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    merge_cfg_options(cfg, cfg_options, config)
     if 'synthesizer' not in cfg.model:
         raise ValueError(f"{config} builds model.type={cfg.model.get('type')}, which has no "
                          'model.synthesizer and so no synthetic images to export: '

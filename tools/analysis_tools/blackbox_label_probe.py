@@ -41,6 +41,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmdfkd  # noqa: E402,F401
 from mmdfkd.apis.cli_types import ConfigOptionsAction, positive_int  # noqa: E402
+from mmdfkd.apis.config import merge_cfg_options  # noqa: E402
 from mmdfkd.registry import DATASETS, MODELS  # noqa: E402
 
 GUIDES = ('none', 'target', 'boundary', 'away')
@@ -183,8 +184,7 @@ def main() -> None:
     args = parse_args()
     torch.manual_seed(args.seed)
     cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options, args.config)
     from mmdfkd.engine.runner.data_free_runner import propagate_teacher_ckpt
     propagate_teacher_ckpt(cfg)
     init_default_scope(cfg.get('default_scope', 'mmdfkd'))
