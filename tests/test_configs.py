@@ -262,9 +262,15 @@ def test_unknown_config_key_is_refused_before_building_with_its_path(config, key
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', {'max_iter': 5},
      r'has no top-level max_iter and nothing reads one \(did you mean train_cfg.max_iters\?\)'),
 ])
-def test_an_option_nothing_reads_is_refused_with_the_key_to_set(config, options, message):
+def test_an_option_nothing_reads_is_refused_with_the_key_to_set(config, options, message,
+                                                                tmp_path):
     with pytest.raises(ValueError, match=message):
         load_config(config_path(*config.split('/')), cfg_options=options)
+    # a top-level setting no key uses may be read from runner.cfg by custom code
+    own = tmp_path / 'own.py'
+    own.write_text(f"_base_ = ['{config_path(*config.split('/'))}']\n"
+                   "hook_setting = 'read-by-a-custom-hook'\n")
+    assert load_config(str(own), cfg_options={'hook_setting': 'x'}).hook_setting == 'x'
     # what the runner, the tools and mmdfkd read goes through
     cfg = load_config(config_path(*config.split('/')), cfg_options={
         'teacher_ckpt': '/t.pth', 'data_root': '/d', 'work_dir': '/w', 'randomness.seed': 3,

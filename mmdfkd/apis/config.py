@@ -112,8 +112,10 @@ def check_top_level_options(cfg: Config, cfg_options: dict, path: str) -> None:
     A config's own variables (``max_iters = 700`` used as ``train_cfg.max_iters``) are
     substituted where they are used while the file is parsed, so overriding one afterwards
     changed nothing: ``--cfg-options max_iters=5`` ran all 700 iterations without a word.
-    The message names the keys that hold the variable's value, which are the ones to set;
-    a new key nothing reads (a typo) is refused with the closest key of the config.
+    The message names the keys that hold the variable's value, which are the ones to set
+    (a variable whose value no key holds goes through: custom code may read it from
+    ``runner.cfg``); a new key nothing reads (a typo) is refused with the closest key of the
+    config.
     """
     import difflib
     all_leaves = dict(_leaf_paths(cfg.to_dict()))
@@ -133,9 +135,12 @@ def check_top_level_options(cfg: Config, cfg_options: dict, path: str) -> None:
             same_value = [p for p, v in leaves.items() if distinctive and p not in same_name
                           and type(v) is type(old) and v == old]
             where = same_name + same_value
+            if not where:
+                # Used nowhere in the config: a setting a custom component may read from
+                # runner.cfg at run time, so the override is let through.
+                continue
             hint = (f'set the key(s) that hold its value {old!r} instead: '
-                    + ', '.join(f'{p}={value!r}' for p in where[:6])
-                    if where else 'no key of the config holds its value')
+                    + ', '.join(f'{p}={value!r}' for p in where[:6]))
             raise ValueError(
                 f'--cfg-options {key}={value!r}: {root} is a variable of {path}, substituted '
                 'where the file uses it while the file is read, so changing it afterwards '
