@@ -229,6 +229,12 @@ def test_serve_teacher_refuses_a_data_free_config_and_a_bad_port(teacher_ckpt):
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and 'serving' not in done.stdout
     assert f'cannot serve on 127.0.0.1:{port}' in done.stderr
+    # A missing checkpoint names the teacher recipe's own output, not a data-free option.
+    done = subprocess.run(cmd[:2] + [config_path('teachers', 'lenet5bn_fmnist.py'),
+                                     teacher_ckpt + '.missing'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and 'no such checkpoint file; give the epoch_N.pth' in \
+        done.stderr and '--cfg-options' not in done.stderr
 
 
 def test_a_teacher_config_naming_a_zoo_config_is_served(tmp_path):

@@ -73,6 +73,11 @@ def main() -> None:
     if num_classes is None:
         raise SystemExit(f'{args.config}: neither model.head.num_classes nor '
                          'model.backbone.num_classes is set')
+    if not osp.isfile(args.checkpoint):
+        # (the teacher loader's own hint is for data-free configs: --cfg-options teacher_ckpt)
+        raise SystemExit(f'{args.checkpoint}: no such checkpoint file; give the epoch_N.pth '
+                         f'that training {args.config} wrote (python tools/train.py '
+                         f'{args.config} writes one per epoch into its work dir)')
     source = ClassifierSource(model_cfg, args.checkpoint, output=args.output,
                               device=args.device)
     app = build_teacher_app(source, args.output, num_classes)
