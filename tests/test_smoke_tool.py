@@ -33,6 +33,14 @@ def test_smoke_tool_trains_each_config_and_reports_a_broken_one(tmp_path):
     assert '1/2 configs ran (2 skipped)' in proc.stdout
     assert 'lenet5bn_fmnist.py skipped: not a data-free config' in proc.stdout
     assert 'datafree_lenet5bn_lenet5half_fmnist.py skipped: a _base_ fragment' in proc.stdout
+    # a path that is no file is refused before any config runs (it used to be a traceback
+    # after the configs before it had run)
+    proc = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'misc', 'smoke_configs.py'), good,
+         str(tmp_path / 'nope.py'), '--work-dir', str(tmp_path / 'runs2')],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and 'no such config file(s)' in proc.stderr
+    assert not osp.exists(tmp_path / 'runs2')
 
 
 def test_smoke_train_leaves_the_teacher_weights_it_was_given(teacher_ckpt, tmp_path):

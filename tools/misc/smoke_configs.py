@@ -57,6 +57,11 @@ def main() -> int:
     parser.add_argument('--out', help='append one JSON line per config to this file')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction, default={})
     args = parser.parse_args()
+    missing = [c for c in args.configs if not osp.isfile(c)]
+    if missing:
+        parser.error(f'no such config file(s): {missing}')
+    if args.val_images < 0:
+        parser.error(f'--val-images takes a number of test images >= 0; got {args.val_images}')
 
     failed = ran = 0
     for config in args.configs:
