@@ -229,3 +229,25 @@ def test_a_student_idle_during_warmup_gets_no_scheduler_order_warning(teacher_ck
     assert not [m for m in messages if 'before `optimizer.step()`' in m], messages
     assert 'a warning of the caller' in messages
     assert list(warnings.filters) == filters_before
+
+
+def test_a_run_shorter_than_its_schedule_is_warned_with_the_key_to_set(teacher_ckpt,
+                                                                        tmp_path):
+    """`--cfg-options train_cfg.max_iters=N` keeps the file's T_max (700 in the DFAD recipe):
+    the run ended with its learning rates barely lowered and nothing in the log said so."""
+    import glob
+
+    def log_of(work_dir, **options):
+        run_datafree('dfad/dfad_lenet5bn_lenet5half_fmnist.py', str(work_dir), teacher_ckpt,
+                     max_iters=2, **options)
+        return open(glob.glob(str(work_dir / '*' / '*.log'))[0]).read()
+
+    log = log_of(tmp_path / 'short')
+    assert ('param_scheduler.student anneals over T_max=700 iterations from iteration 0, '
+            'but the run stops at iteration 2 (train_cfg.max_iters=2), 0% of the way: its '
+            'value ends 100% of its range above its minimum. Set '
+            'param_scheduler.student.T_max=2') in log
+    assert 'param_scheduler.synthesizer anneals over T_max=700' in log
+    fitted = log_of(tmp_path / 'fitted', **{'param_scheduler.student.T_max': 2,
+                                            'param_scheduler.synthesizer.T_max': 2})
+    assert 'anneals over' not in fitted

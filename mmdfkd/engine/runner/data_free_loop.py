@@ -232,6 +232,8 @@ class DataFreeTrainLoop(BaseLoop):
                 f'resume ({spent:.0f} s); nothing to train. Raise train_cfg.time_budget_s to '
                 'continue the run.')
             self.stop_training = True
+        if hasattr(self.runner, 'warn_unfinished_schedules'):
+            self.runner.warn_unfinished_schedules(self._max_iters, self.time_budget_s)
         # The clock continues where the checkpoint left it.
         start = time.perf_counter() - spent
         with StopSignals(self.runner.logger) as self._stop_signals:

@@ -1,5 +1,6 @@
 """Runner that accepts a training config without a training dataloader."""
 import copy
+import math
 import os.path as osp
 
 import torch
@@ -171,6 +172,38 @@ class DataFreeRunner(Runner):
         return [(label if len(group) == 1 else f'{label}[{i}]', scheduler)
                 for label, group in groups.items() for i, scheduler in enumerate(group)
                 if hasattr(scheduler, 'state_dict')]
+
+    def warn_unfinished_schedules(self, max_iters: int,
+                                  time_budget_s: float | None = None) -> None:
+        """Warn about each iteration-based annealing scheduler (one with a ``T_max``) that
+        the run stops before it has annealed.
+
+        A config ties ``T_max`` to its ``max_iters`` variable when the file is read, so a
+        run shortened with ``--cfg-options train_cfg.max_iters=N`` kept the old ``T_max`` and
+        ended with its learning rate barely lowered, without a word.
+        """
+        for label, scheduler in self._labelled_schedulers():
+            t_max = getattr(scheduler, 'T_max', None)
+            if not isinstance(t_max, int) or getattr(scheduler, 'by_epoch', False):
+                continue
+            begin = scheduler.begin
+            stop = min(scheduler.end, max_iters)
+            if begin >= stop or begin + t_max <= stop:
+                continue
+            share = (stop - begin) / t_max
+            above_minimum = (1 + math.cos(math.pi * share)) / 2  # of the cosine's range
+            if above_minimum < 0.01:
+                continue
+            by_time = (' unless train_cfg.time_budget_s runs out first (this scheduler '
+                       'anneals by the time spent too)'
+                       if time_budget_s is not None and hasattr(scheduler, 'budget_fraction')
+                       else '')
+            self.logger.warning(
+                f'{label} anneals over T_max={t_max} iterations from iteration {begin}, but '
+                f'the run stops at iteration {stop} (train_cfg.max_iters={max_iters}), '
+                f'{share:.0%} of the way{by_time}: its value ends {above_minimum:.0%} of its '
+                'range above its minimum. '
+                f'Set {label}.T_max={stop - begin} to anneal within the run.')
 
     def _configured_schedule(self) -> list[tuple[str, object, dict]]:
         """Every scheduler's settings as this run's config builds them (not its position)."""
