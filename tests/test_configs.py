@@ -278,6 +278,23 @@ def test_an_option_nothing_reads_is_refused_with_the_key_to_set(config, options,
     assert cfg.train_cfg.max_iters == 5 and cfg.randomness.seed == 3
 
 
+def test_a_child_config_redefining_a_base_variable_is_refused_unless_it_sets_the_keys(
+        tmp_path):
+    """mmengine substitutes a base's variables when the base is read: `max_iters = 300` in a
+    child config trained the base's 700 iterations without a word."""
+    base = config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')
+    short = tmp_path / 'short.py'
+    short.write_text(f"_base_ = ['{base}']\nmax_iters = 300\n")
+    with pytest.raises(ValueError, match=r'sets max_iters = 300, but train_cfg.max_iters '
+                                         r'still holds 700, the value of max_iters in its '
+                                         r'base .*train_cfg = dict\(max_iters=max_iters\)'):
+        load_config(str(short))
+    fixed = tmp_path / 'fixed.py'
+    fixed.write_text(f"_base_ = ['{base}']\nmax_iters = 300\n"
+                     'train_cfg = dict(max_iters=max_iters)\n')
+    assert load_config(str(fixed)).train_cfg.max_iters == 300
+
+
 @pytest.mark.parametrize('key', ['model.teacher_ckpt', 'teacher_ckpt'])
 def test_the_teacher_checkpoint_given_on_either_key_is_the_one_distilled(key, teacher_ckpt,
                                                                          tmp_path):

@@ -33,6 +33,7 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if not osp.isfile(path):
         raise FileNotFoundError(f'config {path} not found')
     cfg = Config.fromfile(path)
+    check_redefined_variables(cfg, path)
     merge_cfg_options(cfg, cfg_options, path)
     cfg.launcher = launcher
     if work_dir is not None:
@@ -91,6 +92,64 @@ def _leaf_paths(node, path: str = ''):
         return
     for key, value in items:
         yield from _leaf_paths(value, f'{path}.{key}' if path else str(key))
+
+
+def _named_nodes(node, path: str = ''):
+    """(dotted path, value) of every dict entry under ``node``, inner dicts included."""
+    items = (node.items() if isinstance(node, dict)
+             else enumerate(node) if isinstance(node, (list, tuple)) else ())
+    for key, value in items:
+        here = f'{path}.{key}' if path else str(key)
+        yield here, value
+        yield from _named_nodes(value, here)
+
+
+def check_redefined_variables(cfg: Config, path: str) -> None:
+    """Refuse a config that redefines a variable of its ``_base_`` where the base's keys
+    still hold the base's value.
+
+    mmengine substitutes a base's variables when the base is read: a child config with
+    ``max_iters = 300`` under a base whose ``train_cfg = dict(max_iters=max_iters)`` still
+    trains the base's 700 iterations, without a word. Keys of the same name as the variable
+    that still hold the base's value are named, with the line to add.
+    """
+    try:
+        base_files = [Config._get_cfg_path(base, path)[0]
+                      for base in Config._get_base_files(path)]
+    except Exception:  # mmengine's private helpers; without them there is nothing to check
+        return
+    nodes = {p: v for p, v in _named_nodes(cfg.to_dict())
+             if '.' in p and p.split('.', 1)[0] in READ_TOP_LEVEL_KEYS}
+    for base_file in base_files:
+        try:
+            base = Config.fromfile(base_file)
+        except Exception:  # a base in another package's scope: not ours to check
+            continue
+        base_nodes = dict(_named_nodes(base.to_dict()))
+        for name, old in base.items():
+            if (name in READ_TOP_LEVEL_KEYS or name.startswith('_') or name not in cfg
+                    or cfg[name] == old):
+                continue
+            stale = [p for p, v in nodes.items() if p.rsplit('.', 1)[-1] == name
+                     and v == old and base_nodes.get(p) == old]
+            if stale:
+                raise ValueError(
+                    f'{path} sets {name} = {cfg[name]!r}, but {", ".join(stale)} still '
+                    f'hold{"s" if len(stale) == 1 else ""} {old!r}, the value of {name} in '
+                    f'its base {base_file}: mmengine '
+                    "substitutes a base's variables when the base is read, so redefining "
+                    'one changes nothing there. Set those keys in the config too, e.g. '
+                    + '; '.join(f'{p.split(".", 1)[0]} = dict({_nested(p, name)})'
+                                for p in stale[:2]) + '.')
+
+
+def _nested(path: str, name: str) -> str:
+    """``train_cfg.max_iters`` -> ``max_iters=max_iters``; deeper keys nest dicts."""
+    parts = path.split('.')[1:]
+    inner = f'{parts[-1]}={name}'
+    for part in reversed(parts[:-1]):
+        inner = f'{part}=dict({inner})' if not part.isdigit() else inner
+    return inner
 
 
 def merge_cfg_options(cfg: Config, cfg_options: dict | None, path: str) -> None:
