@@ -293,6 +293,13 @@ def test_a_child_config_redefining_a_base_variable_is_refused_unless_it_sets_the
     fixed.write_text(f"_base_ = ['{base}']\nmax_iters = 300\n"
                      'train_cfg = dict(max_iters=max_iters)\n')
     assert load_config(str(fixed)).train_cfg.max_iters == 300
+    # data_root too: only --cfg-options data_root=DIR is carried to every dataloader
+    moved = tmp_path / 'moved.py'
+    moved.write_text(f"_base_ = ['{base}']\ndata_root = '/elsewhere'\n")
+    with pytest.raises(ValueError, match=r"sets data_root = '/elsewhere', but "
+                                         r'val_dataloader.dataset.data_root, '
+                                         r'test_dataloader.dataset.data_root still hold'):
+        load_config(str(moved))
 
 
 @pytest.mark.parametrize('key', ['model.teacher_ckpt', 'teacher_ckpt'])

@@ -127,7 +127,10 @@ def check_redefined_variables(cfg: Config, path: str) -> None:
             continue
         base_nodes = dict(_named_nodes(base.to_dict()))
         for name, old in base.items():
-            if (name in READ_TOP_LEVEL_KEYS or name.startswith('_') or name not in cfg
+            # data_root is carried to the dataloaders from --cfg-options only, so a
+            # redefined one is checked like any variable.
+            if ((name in READ_TOP_LEVEL_KEYS and name != 'data_root') or name.startswith('_')
+                    or name not in cfg
                     or cfg[name] == old):
                 continue
             stale = [p for p, v in nodes.items() if p.rsplit('.', 1)[-1] == name
