@@ -283,23 +283,23 @@ def test_a_child_config_redefining_a_base_variable_is_refused_unless_it_sets_the
     """mmengine substitutes a base's variables when the base is read: `max_iters = 300` in a
     child config trained the base's 700 iterations without a word."""
     base = config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')
-    short = tmp_path / 'short.py'
-    short.write_text(f"_base_ = ['{base}']\nmax_iters = 300\n")
+
+    def child(name: str, body: str) -> str:
+        path = tmp_path / f'{name}.py'
+        path.write_text(f"_base_ = ['{base}']\n{body}")
+        return str(path)
+
     with pytest.raises(ValueError, match=r'sets max_iters = 300, but train_cfg.max_iters '
                                          r'still holds 700, the value of max_iters in its '
                                          r'base .*train_cfg = dict\(max_iters=max_iters\)'):
-        load_config(str(short))
-    fixed = tmp_path / 'fixed.py'
-    fixed.write_text(f"_base_ = ['{base}']\nmax_iters = 300\n"
-                     'train_cfg = dict(max_iters=max_iters)\n')
-    assert load_config(str(fixed)).train_cfg.max_iters == 300
+        load_config(child('short', 'max_iters = 300\n'))
+    fixed = child('fixed', 'max_iters = 300\ntrain_cfg = dict(max_iters=max_iters)\n')
+    assert load_config(fixed).train_cfg.max_iters == 300
     # data_root too: only --cfg-options data_root=DIR is carried to every dataloader
-    moved = tmp_path / 'moved.py'
-    moved.write_text(f"_base_ = ['{base}']\ndata_root = '/elsewhere'\n")
     with pytest.raises(ValueError, match=r"sets data_root = '/elsewhere', but "
                                          r'val_dataloader.dataset.data_root, '
                                          r'test_dataloader.dataset.data_root still hold'):
-        load_config(str(moved))
+        load_config(child('moved', "data_root = '/elsewhere'\n"))
 
 
 @pytest.mark.parametrize('key', ['model.teacher_ckpt', 'teacher_ckpt'])
