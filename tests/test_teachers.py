@@ -227,6 +227,33 @@ def test_a_teacher_work_dir_given_as_teacher_ckpt_names_its_checkpoint(tmp_path,
         load_classifier_weights(MODELS.build(LENET5BN), str(run))
 
 
+def test_a_relative_teacher_ckpt_read_from_another_folder_names_where_it_is(
+        tmp_path, monkeypatch, teacher_ckpt):
+    """The configs' default teacher_ckpt is relative to the repository: started from another
+    folder, the run was told to train a teacher that exists."""
+    import shutil
+
+    from mmdfkd.models.teachers import sources
+    root, elsewhere = tmp_path / 'repo', tmp_path / 'elsewhere'
+    (root / 'work_dirs' / 'teachers' / 'lenet5bn_fmnist').mkdir(parents=True)
+    elsewhere.mkdir()
+    shutil.copy(teacher_ckpt, root / 'work_dirs' / 'teachers' / 'lenet5bn_fmnist' / 'epoch_15.pth')
+    monkeypatch.setattr(sources, 'REPO_ROOT', str(root))
+    monkeypatch.chdir(elsewhere)
+    relative = 'work_dirs/teachers/lenet5bn_fmnist/epoch_15.pth'
+    with pytest.raises(FileNotFoundError,
+                       match=rf"does not exist in the current directory \({elsewhere}\).*"
+                             rf"pass `--cfg-options teacher_ckpt={root}/{relative}` or run "
+                             rf"from {root}\."):
+        load_classifier_weights(MODELS.build(LENET5BN), relative)
+    # From the repository itself, or for a file missing there too, the recipe hint as before.
+    monkeypatch.chdir(root)
+    assert not load_classifier_weights(MODELS.build(LENET5BN), relative).training
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(FileNotFoundError, match=r"epoch_16.pth' does not exist: train one"):
+        load_classifier_weights(MODELS.build(LENET5BN), relative.replace('15', '16'))
+
+
 def test_methods_refuse_teachers_with_too_little_access(teacher_ckpt):
     hard = dict(type='HardLabelTeacher', num_classes=10, model=LENET5BN,
                 checkpoint=teacher_ckpt)
