@@ -63,6 +63,23 @@ def test_pipeline_path_errors_name_the_missing_parts(tmp_path):
         check_pipeline_dir(str(tmp_path / 'sd'))
 
 
+def test_a_relative_pipeline_path_read_from_another_folder_names_where_it_is(
+        tmp_path, monkeypatch):
+    """The config's pipeline_path (work_dirs/ddpm_digits) is relative to the repository."""
+    from mmdfkd.utils import repo_paths
+    os.makedirs(tmp_path / 'repo' / 'work_dirs' / 'ddpm' / 'unet')
+    os.makedirs(tmp_path / 'repo' / 'work_dirs' / 'ddpm' / 'scheduler')
+    os.makedirs(tmp_path / 'elsewhere')
+    monkeypatch.setattr(repo_paths, 'REPO_ROOT', str(tmp_path / 'repo'))
+    monkeypatch.chdir(tmp_path / 'elsewhere')
+    with pytest.raises(FileNotFoundError, match=r"pipeline_path 'work_dirs/ddpm' does not "
+                                                r'exist in the current directory.*--cfg-options '
+                                                rf'model.synthesizer.pipeline_path={tmp_path}/repo'):
+        check_pipeline_dir('work_dirs/ddpm')
+    monkeypatch.chdir(tmp_path / 'repo')
+    assert check_pipeline_dir('work_dirs/ddpm') == 'pixel'
+
+
 def test_one_guided_step_lowers_the_teacher_ce(tiny_pipeline, teacher_ckpt):
     distiller = _synth(tiny_pipeline, teacher_ckpt, guidance_lr=0.2, bn=None)
     synth = distiller.synthesizer

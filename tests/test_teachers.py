@@ -233,12 +233,12 @@ def test_a_relative_teacher_ckpt_read_from_another_folder_names_where_it_is(
     folder, the run was told to train a teacher that exists."""
     import shutil
 
-    from mmdfkd.models.teachers import sources
+    from mmdfkd.utils import repo_paths
     root, elsewhere = tmp_path / 'repo', tmp_path / 'elsewhere'
     (root / 'work_dirs' / 'teachers' / 'lenet5bn_fmnist').mkdir(parents=True)
     elsewhere.mkdir()
     shutil.copy(teacher_ckpt, root / 'work_dirs' / 'teachers' / 'lenet5bn_fmnist' / 'epoch_15.pth')
-    monkeypatch.setattr(sources, 'REPO_ROOT', str(root))
+    monkeypatch.setattr(repo_paths, 'REPO_ROOT', str(root))
     monkeypatch.chdir(elsewhere)
     relative = 'work_dirs/teachers/lenet5bn_fmnist/epoch_15.pth'
     with pytest.raises(FileNotFoundError,

@@ -11,6 +11,7 @@ from torch import nn
 
 from mmdfkd.models.utils import BalancedLabelSampler, check_step_sizes
 from mmdfkd.registry import MODELS
+from mmdfkd.utils.repo_paths import found_under_repo_root
 from .base import PooledSynthesizer
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ def check_pipeline_dir(path: str) -> str:
     """``'latent'`` (Stable-Diffusion layout) or ``'pixel'`` (unconditional UNet) for a local
     diffusers folder; a clear error when it is missing or incomplete."""
     if not path or not osp.isdir(path):
+        elsewhere = found_under_repo_root(path, 'model.synthesizer.pipeline_path')
+        if elsewhere:
+            raise FileNotFoundError(elsewhere)
         raise FileNotFoundError(
             f"model.synthesizer.pipeline_path '{path}' is not a local folder. mmdfkd never "
             'downloads weights: give a saved diffusers pipeline with the sub-folders '

@@ -16,9 +16,9 @@ from torch import nn
 
 from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint, weights_mismatch
 from mmdfkd.registry import MODELS
+from mmdfkd.utils.repo_paths import REPO_ROOT, found_under_repo_root
 
 OUTPUTS = ('top1', 'probs')
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 TEACHERS_DIR = osp.join(REPO_ROOT, 'configs', 'teachers')
 
 
@@ -58,17 +58,6 @@ def teacher_hint(checkpoint: str | None, model: nn.Module | None = None) -> str:
             'last epoch of the recipe)')
 
 
-def _under_repo_root(path: str) -> str | None:
-    """``path`` read from the repository root, when it is relative, missing from the
-    current directory and present there (a run started from another folder)."""
-    if osp.isabs(path):
-        return None
-    candidate = osp.join(REPO_ROOT, path)
-    if osp.isfile(candidate) and osp.abspath(path) != candidate:
-        return candidate
-    return None
-
-
 def load_classifier_weights(model: nn.Module, checkpoint: str | None) -> nn.Module:
     """Load a trained classifier's weights (from its own training run or from a data-free
     run's checkpoint, whose ``teacher.`` part is taken) and freeze it in eval mode."""
@@ -88,15 +77,9 @@ def load_classifier_weights(model: nn.Module, checkpoint: str | None) -> nn.Modu
         raise IsADirectoryError(f"teacher_ckpt '{checkpoint}' is a folder; pass a checkpoint "
                                 f'file, {fix}.')
     if not osp.isfile(checkpoint):
-        elsewhere = _under_repo_root(checkpoint)
+        elsewhere = found_under_repo_root(checkpoint, 'teacher_ckpt')
         if elsewhere:
-            # The configs' default paths are relative to the repository; a run started
-            # from another folder looks for them there.
-            raise FileNotFoundError(
-                f"teacher_ckpt '{checkpoint}' does not exist in the current directory "
-                f'({osp.abspath(".")}), which relative paths are read from, but it does '
-                f'under the repository: pass `--cfg-options teacher_ckpt={elsewhere}` or '
-                f'run from {REPO_ROOT}.')
+            raise FileNotFoundError(elsewhere)
         raise FileNotFoundError(f"teacher_ckpt '{checkpoint}' does not exist: "
                                 f'{teacher_hint(checkpoint, model)}.')
     saved = load_local_checkpoint(checkpoint, map_location='cpu')
