@@ -180,6 +180,23 @@ def test_tools_refuse_a_checkpoint_of_another_config_and_name_the_runs_own(teach
     counts = export_image_folder(model, str(tmp_path / 'images'), classes, num_images=10)
     assert sum(counts.values()) == 10
     assert len(glob.glob(str(tmp_path / 'images' / '*' / '*.png'))) == 10
+    # A second export into the same folder used to leave the first one's images beside its
+    # own (CustomDataset read both, stale labels included): refused, or replaced on request.
+    with pytest.raises(FileExistsError, match=r'holds an earlier export \(10 class folders\).*'
+                                              r'--overwrite'):
+        export_image_folder(model, str(tmp_path / 'images'), classes, num_images=4)
+    counts = export_image_folder(model, str(tmp_path / 'images'), classes, num_images=4,
+                                 overwrite=True)
+    written = glob.glob(str(tmp_path / 'images' / '*' / '*.png'))
+    assert sum(counts.values()) == 4 and len(written) == 4
+    # Anything but an earlier export is never deleted.
+    (tmp_path / 'images' / 'notes.txt').write_text('mine')
+    with pytest.raises(FileExistsError, match=r'holds other files than an earlier export '
+                                              r'\(notes.txt\)'):
+        export_image_folder(model, str(tmp_path / 'images'), classes, num_images=4,
+                            overwrite=True)
+    assert (tmp_path / 'images' / 'notes.txt').exists()
+    assert sorted(glob.glob(str(tmp_path / 'images' / '*' / '*.png'))) == sorted(written)
 
 
 @needs_fmnist

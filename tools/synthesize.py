@@ -1,6 +1,6 @@
 """Export a run's synthetic images as an image folder mmpretrain's CustomDataset reads.
 
-    python tools/synthesize.py CONFIG CHECKPOINT OUT_DIR [--num-images N]
+    python tools/synthesize.py CONFIG CHECKPOINT OUT_DIR [--num-images N] [--overwrite]
 
 Pool-based methods (DeepInversion, DIP-KD, ...) export their synthetic data pool;
 generator-based ones (DAFL, DFAD, ZSKT) sample N new images. Each image goes to
@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument('--num-images', type=positive_int, default=None,
                         help='cap on the images written (pool methods: default the whole '
                              'pool; generator methods need it)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an earlier export in OUT_DIR (by default OUT_DIR must be '
+                             'new or empty: images of two exports would mix)')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='config overrides, as for tools/train.py')
     args = parser.parse_args()
@@ -41,7 +44,11 @@ def main() -> None:
     classes, note = evaluation_class_names(cfg, model.num_classes)
     if note:
         print(f'note: {note}')
-    counts = export_image_folder(model, args.out_dir, classes, args.num_images)
+    try:
+        counts = export_image_folder(model, args.out_dir, classes, args.num_images,
+                                     overwrite=args.overwrite)
+    except (FileExistsError, NotADirectoryError) as err:
+        parser.error(str(err))
     print(f'wrote {sum(counts.values())} images to {args.out_dir}: {counts}')
 
 

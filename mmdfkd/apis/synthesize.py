@@ -2,6 +2,7 @@
 import os
 import os.path as osp
 import re
+import shutil
 
 import numpy as np
 import torch
@@ -118,13 +119,41 @@ def build_from_checkpoint(config: str, checkpoint: str,
     return model.eval()
 
 
+def _clear_earlier_export(out_dir: str, overwrite: bool) -> None:
+    """Make ``out_dir`` hold nothing before an export: CustomDataset reads every sub-folder,
+    so images left by an earlier export (other counts, other labels under the same file
+    names) would join this one's. ``overwrite`` removes an earlier export; anything else in
+    the folder is never deleted."""
+    if not osp.isdir(out_dir) or not os.listdir(out_dir):
+        if osp.exists(out_dir) and not osp.isdir(out_dir):
+            raise NotADirectoryError(f"out_dir '{out_dir}' is a file: give a folder")
+        return
+    entries = sorted(os.listdir(out_dir))
+    foreign = [e for e in entries
+               if not (re.match(r'\d+_', e) and osp.isdir(osp.join(out_dir, e))
+                       and all(f.endswith('.png') for f in os.listdir(osp.join(out_dir, e))))]
+    if foreign:
+        raise FileExistsError(
+            f"out_dir '{out_dir}' holds other files than an earlier export "
+            f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}), which "
+            "mmpretrain's CustomDataset would read as classes: give an empty or new folder")
+    if not overwrite:
+        raise FileExistsError(
+            f"out_dir '{out_dir}' holds an earlier export ({len(entries)} class folders), whose "
+            'images would mix with this one: give a new folder, or --overwrite to replace it')
+    for e in entries:
+        shutil.rmtree(osp.join(out_dir, e))
+
+
 def export_image_folder(model: BaseModel, out_dir: str, classes: list[str],
-                        num_images: int | None = None, batch_size: int = 256) -> dict[str, int]:
+                        num_images: int | None = None, batch_size: int = 256,
+                        overwrite: bool = False) -> dict[str, int]:
     """Write PNGs to ``out_dir/<idx>_<class>/``, labelled by the teacher's top-1.
 
     Pool-based synthesizers export their whole pool (``num_images`` caps it); generator-based
     ones draw ``num_images`` fresh samples. mmpretrain reads the result with
-    ``dict(type='CustomDataset', data_root=out_dir)``.
+    ``dict(type='CustomDataset', data_root=out_dir)``. ``out_dir`` must be new or empty;
+    ``overwrite=True`` replaces an earlier export there (nothing else is deleted).
 
     Returns:
         Number of images written per class folder.
@@ -140,6 +169,7 @@ def export_image_folder(model: BaseModel, out_dir: str, classes: list[str],
     if pool is None and not num_images:
         raise ValueError('a generator-based synthesizer draws fresh images: give their number '
                          '(--num-images N)')
+    _clear_earlier_export(out_dir, overwrite)
     folders = _folder_names(classes)
     for f in folders:
         os.makedirs(osp.join(out_dir, f), exist_ok=True)
