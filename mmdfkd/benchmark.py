@@ -287,7 +287,7 @@ def format_markdown(suite: str, rows: list[dict], commands: str | list[str]) -> 
     marks = sorted({r['acc_at_s'] for r in rows if r.get('acc_at_s')})
     mark_title = (f'acc @ {marks[0]:g} s (%)' if len(marks) == 1 else 'acc @ mark (%)')
 
-    def fmt(value, spec: str) -> str:
+    def fmt(value: float | None, spec: str) -> str:
         return '-' if value is None else format(value, spec)
 
     # Pool-based rows of the diffusion suite also report synthesis throughput.

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -194,7 +195,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 @contextlib.contextmanager
-def served_teacher(config: str, checkpoint: str, work_dir: str):
+def served_teacher(config: str, checkpoint: str, work_dir: str) -> Iterator[str]:
     """Serve the teacher with tools/serve_teacher.py on a free local port; yield its URL."""
     import httpx
     with socket.socket() as s:

@@ -13,6 +13,7 @@ import os
 import os.path as osp
 import sys
 
+from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.evaluator import DumpResults
 
@@ -26,7 +27,7 @@ from mmdfkd.apis.evaluate import build_test_runner, prepare_test_config  # noqa:
 from mmdfkd.registry import MODELS  # noqa: E402
 
 
-def enable_visualization(cfg, show_dir: str, interval: int) -> None:
+def enable_visualization(cfg: Config, show_dir: str, interval: int) -> None:
     """Switch the config's ``VisualizationHook`` on, drawing into ``show_dir``."""
     if interval < 1:
         raise SystemExit(f'--interval must be >= 1; got {interval}.')
@@ -40,7 +41,7 @@ def enable_visualization(cfg, show_dir: str, interval: int) -> None:
     hook.update(enable=True, out_dir=show_dir, interval=interval)
 
 
-def use_tta_pipeline(cfg) -> None:
+def use_tta_pipeline(cfg: Config) -> None:
     """mmpretrain's default test-time augmentation unless the config sets its own: the
     test pipeline's last step (``PackInputs``) becomes a ``TestTimeAug`` over the image and
     its horizontal mirror, whose scores ``AverageClsScoreTTA`` averages."""

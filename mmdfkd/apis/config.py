@@ -1,6 +1,8 @@
 """Config loading shared by ``tools/*.py`` and the benchmark, so all behave the same."""
 import os
 import os.path as osp
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from mmengine.config import Config
@@ -83,7 +85,7 @@ READ_TOP_LEVEL_KEYS = frozenset((
     'custom_imports', 'teacher_ckpt', 'data_root'))
 
 
-def _leaf_paths(node, path: str = ''):
+def _leaf_paths(node: Any, path: str = '') -> Iterator[tuple[str, Any]]:
     """(dotted path, value) of every leaf under ``node`` (list items by index)."""
     items = (node.items() if isinstance(node, dict)
              else enumerate(node) if isinstance(node, (list, tuple)) else None)
@@ -94,7 +96,7 @@ def _leaf_paths(node, path: str = ''):
         yield from _leaf_paths(value, f'{path}.{key}' if path else str(key))
 
 
-def _named_nodes(node, path: str = ''):
+def _named_nodes(node: Any, path: str = '') -> Iterator[tuple[str, Any]]:
     """(dotted path, value) of every dict entry under ``node``, inner dicts included."""
     items = (node.items() if isinstance(node, dict)
              else enumerate(node) if isinstance(node, (list, tuple)) else ())
@@ -264,7 +266,7 @@ def check_teacher_normalisation(cfg: Config) -> None:
         return
     (t_mean, t_std), (o_mean, o_std) = _normalisation(theirs), _normalisation(ours)
 
-    def differ(a, b):
+    def differ(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
         return (a is None) != (b is None) or (a is not None and (
             len(a) != len(b) or any(abs(x - y) > 1e-3 for x, y in zip(a, b))))
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from mmengine.config import Config
 from mmengine.registry import Registry
 
 from mmdfkd.utils import is_model_reference, resolve_model_reference
@@ -323,7 +324,7 @@ def check_config_keys(node: Any, registry: Registries, path: str,
                               names_checked)
 
 
-def check_runner_config_keys(cfg) -> None:
+def check_runner_config_keys(cfg: Config) -> None:
     """Check the typed parts of a runner config against the classes they build: ``model``
     (model registry), ``custom_hooks`` and ``default_hooks`` (hooks), ``train_cfg`` /
     ``val_cfg`` / ``test_cfg`` when they name a loop, the optimizers and optimizer wrappers

@@ -2,9 +2,13 @@
 DiffDFKD on CPU, as Stable Diffusion is for CIFAR (``tools/train_ddpm.py``)."""
 import os
 import time
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
 
 
 def digits_images(size: int = 32) -> torch.Tensor:
@@ -19,7 +23,7 @@ def digits_images(size: int = 32) -> torch.Tensor:
     return digits.clamp(0, 1) * 2 - 1
 
 
-def build_unet(size: int = 32, channels: int = 1, width: int = 32):
+def build_unet(size: int = 32, channels: int = 1, width: int = 32) -> 'UNet2DModel':
     """A small ``UNet2DModel`` (three resolutions, one res-block each)."""
     from diffusers import UNet2DModel
     # Two 2x downsamplings must come back to the same sizes on the way up, and GroupNorm

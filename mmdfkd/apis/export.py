@@ -1,6 +1,7 @@
 """Turn a data-free checkpoint into a student-only mmpretrain checkpoint + config."""
 import os
 import os.path as osp
+from typing import Any
 
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -15,7 +16,7 @@ from mmdfkd.utils.atomic_save import save_whole
 STUDENT_PREFIX = 'student.'
 
 
-def _qualify_mmdfkd_types(cfg):
+def _qualify_mmdfkd_types(cfg: Any) -> Any:
     """Prefix types registered by mmdfkd itself with ``mmdfkd.`` so that a config in
     mmpretrain's scope still finds them (mmpretrain cannot see its child registries)."""
     own = {**MODELS.module_dict, **DATASETS.module_dict, **TRANSFORMS.module_dict}

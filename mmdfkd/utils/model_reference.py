@@ -15,6 +15,8 @@ import warnings
 from typing import Any
 
 from mmengine.config import Config
+from mmengine.registry import Registry
+
 
 REFERENCE_KEY = 'cfg_path'
 
@@ -118,7 +120,7 @@ def referenced_data_preprocessor(cfg: Any) -> dict | None:
     return preprocessor.to_dict() if hasattr(preprocessor, 'to_dict') else preprocessor
 
 
-def build_model_resolving_references(cfg: Any, registry, *args, **kwargs):
+def build_model_resolving_references(cfg: Any, registry: Registry, *args, **kwargs) -> Any:
     """The model registry's build function: resolve a ``cfg_path`` reference, then build as
     mmengine does (lists of configs become an ``nn.Sequential``)."""
     from mmengine.registry import build_model_from_cfg

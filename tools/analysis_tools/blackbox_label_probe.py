@@ -42,6 +42,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 import mmdfkd  # noqa: E402,F401
 from mmdfkd.apis.cli_types import ConfigOptionsAction, positive_int  # noqa: E402
 from mmdfkd.apis.config import merge_cfg_options  # noqa: E402
+from mmdfkd.models.synthesizers import SyntheticDataPool  # noqa: E402
 from mmdfkd.registry import DATASETS, MODELS  # noqa: E402
 
 GUIDES = ('none', 'target', 'boundary', 'away')
@@ -175,7 +176,7 @@ def guide_candidates(primer: torch.nn.Module, candidates: torch.Tensor, mode: st
     return torch.cat(moved)
 
 
-def pooled(pool) -> tuple[torch.Tensor, torch.Tensor]:
+def pooled(pool: SyntheticDataPool) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = zip(*pool.iter_batches())
     return torch.cat(images), torch.cat(labels)
 

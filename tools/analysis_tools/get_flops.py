@@ -25,6 +25,7 @@ from torch import nn
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmengine.analysis import get_model_complexity_info  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 from mmdfkd.apis import load_config  # noqa: E402
@@ -45,7 +46,7 @@ class _Logits(nn.Module):
         return self.classifier(inputs, mode='tensor')
 
 
-def _is_classifier(node) -> bool:
+def _is_classifier(node: object) -> bool:
     return isinstance(node, dict) and (is_model_reference(node) or 'backbone' in node)
 
 
@@ -68,7 +69,7 @@ def find_classifiers(model_cfg: dict) -> dict[str, dict | None]:
     return found
 
 
-def input_shape(cfg, shape: list[int] | None) -> tuple[int, ...]:
+def input_shape(cfg: Config, shape: list[int] | None) -> tuple[int, ...]:
     if shape:
         if len(shape) != 3:
             raise ValueError(f'--shape takes C H W (e.g. --shape 1 32 32); got {shape}')

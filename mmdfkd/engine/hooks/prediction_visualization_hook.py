@@ -1,4 +1,6 @@
 """mmpretrain's prediction drawing (``tools/test.py --show-dir``) for greyscale inputs too."""
+from collections.abc import Sequence
+
 from mmpretrain.engine.hooks import VisualizationHook
 
 from mmdfkd.registry import HOOKS
@@ -12,7 +14,8 @@ class PredictionVisualizationHook(VisualizationHook):
     repeating the channel three times keeps them grey. Other images pass through as they are.
     """
 
-    def _draw_samples(self, batch_idx, data_batch, data_samples, step=0) -> None:
+    def _draw_samples(self, batch_idx: int, data_batch: dict, data_samples: Sequence,
+                      step: int = 0) -> None:
         if self.enable:
             # a list of (C, H, W) images is all the parent indexes into
             data_batch = dict(data_batch, inputs=[

@@ -1,9 +1,15 @@
 """Keep the random streams of a data-free run across resumes and validations."""
+from typing import TYPE_CHECKING, Any
+
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 
 from mmdfkd.registry import HOOKS
 from mmdfkd.utils.random_state import capture_random_state, restore_random_state
+
+if TYPE_CHECKING:
+    from mmengine.runner import Runner
+
 
 RANDOM_STATE_KEY = 'random_state'
 
@@ -38,19 +44,20 @@ class RandomStateHook(Hook):
         self._pending: dict | None = None  # this rank's state to restore before training
         self._before_val: dict | None = None
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+    def after_train_iter(self, runner: 'Runner', batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:
         # Taken on every process, where a collective is allowed; the checkpoint itself is
         # written by rank 0 alone (``before_save_checkpoint`` runs only there).
         state = capture_random_state()
         self._snapshot = all_gather_object(state) if get_world_size() > 1 else [state]
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+    def before_save_checkpoint(self, runner: 'Runner', checkpoint: dict) -> None:
         states = self._snapshot
         if states is None or get_world_size() == 1:
             states = [capture_random_state()]
         checkpoint.setdefault('meta', {})[RANDOM_STATE_KEY] = states
 
-    def resume_from(self, runner, checkpoint: dict) -> None:
+    def resume_from(self, runner: 'Runner', checkpoint: dict) -> None:
         """Restore this process's state from a checkpoint being resumed (called by
         ``DataFreeRunner.resume``; a checkpoint only loaded as weights, ``load_from``, keeps
         the seed's streams). The state is set just before the first resumed iteration."""
@@ -64,15 +71,15 @@ class RandomStateHook(Hook):
             return
         self._pending = states[get_rank()]
 
-    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+    def before_train_iter(self, runner: 'Runner', batch_idx: int, data_batch: Any = None) -> None:
         if self._pending is not None:
             restore_random_state(self._pending)
             self._pending = None
 
-    def before_val(self, runner) -> None:
+    def before_val(self, runner: 'Runner') -> None:
         self._before_val = capture_random_state()
 
-    def after_val(self, runner) -> None:
+    def after_val(self, runner: 'Runner') -> None:
         if self._before_val is not None:
             restore_random_state(self._before_val)
             self._before_val = None

@@ -1,10 +1,15 @@
 """Save a grid of synthetic images, one row per teacher-predicted class."""
+from typing import TYPE_CHECKING, Any
+
 import torch
 from mmengine.hooks import Hook
 
 from mmdfkd.models.teachers import BaseTeacher
 from mmdfkd.registry import HOOKS
 from mmdfkd.utils import preserved_random_state
+
+if TYPE_CHECKING:
+    from mmengine.runner import Runner
 
 
 def per_class_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -49,7 +54,8 @@ class SyntheticVisualizationHook(Hook):
         self.num_samples = num_samples
         self.per_class = per_class
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+    def after_train_iter(self, runner: 'Runner', batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:
         if self.every_n_train_iters(runner, self.interval) or self.is_last_train_iter(runner):
             # Drawn under preserved streams: looking at the samples must not change what is
             # trained on (with or without this hook, at any interval, the run is the same).
@@ -57,7 +63,7 @@ class SyntheticVisualizationHook(Hook):
                 self.draw(runner, step=runner.iter + 1)
 
     @torch.no_grad()
-    def draw(self, runner, step: int) -> torch.Tensor:
+    def draw(self, runner: 'Runner', step: int) -> torch.Tensor:
         model = getattr(runner.model, 'module', runner.model)
         synthesizer = getattr(model.synthesizer, 'module', model.synthesizer)
         if isinstance(model.teacher, BaseTeacher):

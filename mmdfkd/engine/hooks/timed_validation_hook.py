@@ -1,11 +1,15 @@
 """Validate at fixed wall-clock times: accuracy after N minutes, whatever the schedule."""
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from mmengine.hooks import Hook
 
 from mmdfkd.engine.runner import rank0_seconds, resumed_train_elapsed_s
 from mmdfkd.registry import HOOKS
+
+if TYPE_CHECKING:
+    from mmengine.runner import Runner
 
 
 @HOOKS.register_module()
@@ -43,7 +47,7 @@ class TimedValidationHook(Hook):
         self._start: float | None = None
         self._done = 0
 
-    def before_train(self, runner) -> None:
+    def before_train(self, runner: 'Runner') -> None:
         if runner.val_loop is None:
             # Checked here, not at the first mark: a run without validation used to train
             # until the first mark (3 minutes in the benchmark) and then fail.
@@ -57,7 +61,8 @@ class TimedValidationHook(Hook):
         self._start = time.perf_counter() - spent
         self._done = sum(mark <= spent for mark in self.marks)
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+    def after_train_iter(self, runner: 'Runner', batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:
         if self._start is None or self._done >= len(self.marks):
             return
         # Rank 0's clock on every rank: a mark one rank has passed and another not would

@@ -1,9 +1,13 @@
 """Log training counters (e.g. teacher queries) next to every validation result."""
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from mmengine.hooks import Hook
 
 from mmdfkd.registry import HOOKS
+
+if TYPE_CHECKING:
+    from mmengine.runner import Runner
 
 
 @HOOKS.register_module()
@@ -38,15 +42,15 @@ class ValidationContextHook(Hook):
                              f"scalar names, e.g. keys=['teacher_queries']; got {keys!r}")
         self.keys = tuple(keys)
 
-    def _copy(self, runner, mode: str) -> None:
+    def _copy(self, runner: 'Runner', mode: str) -> None:
         hub = runner.message_hub
         for key in self.keys:
             buffer = hub.log_scalars.get(f'train/{key}')
             if buffer is not None:
                 hub.update_scalar(f'{mode}/{key}', buffer.current())
 
-    def after_val_epoch(self, runner, metrics=None) -> None:
+    def after_val_epoch(self, runner: 'Runner', metrics: dict | None = None) -> None:
         self._copy(runner, 'val')
 
-    def after_test_epoch(self, runner, metrics=None) -> None:
+    def after_test_epoch(self, runner: 'Runner', metrics: dict | None = None) -> None:
         self._copy(runner, 'test')

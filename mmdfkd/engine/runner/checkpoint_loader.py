@@ -15,7 +15,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 
 @CheckpointLoader.register_scheme(prefixes='', force=True)
-def load_local_checkpoint(filename: str, map_location=None) -> dict:
+def load_local_checkpoint(filename: str, map_location: str | torch.device | None = None) -> dict:
     """Load a checkpoint from a local path, allowing the objects mmengine itself saves."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):

@@ -2,16 +2,20 @@
 import itertools
 import time
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import torch
 from mmengine import dist
 from mmengine.logging import MessageHub
-from torch import nn
 from mmengine.runner import BaseLoop
+from torch import nn
 
 from mmdfkd.models.teachers import QueryBudgetExceeded, TeacherUnavailableError
 from mmdfkd.registry import LOOPS
 from .stop_signals import StopSignals
+
+if TYPE_CHECKING:
+    from mmengine.runner import Runner
 
 
 # Runtime-info keys of the message hub (saved in every checkpoint, restored on resume):
@@ -148,7 +152,7 @@ class DataFreeTrainLoop(BaseLoop):
             defaults to the validation dataset's.
     """
 
-    def __init__(self, runner, dataloader=None, max_iters: int = 1000,
+    def __init__(self, runner: 'Runner', dataloader: Any = None, max_iters: int = 1000,
                  val_interval: int = 1000, val_begin: int = 1,
                  time_budget_s: float | None = None, metainfo: dict | None = None) -> None:
         if dataloader is not None:
@@ -185,7 +189,7 @@ class DataFreeTrainLoop(BaseLoop):
             model.set_work_dir(runner.work_dir)
 
     @staticmethod
-    def _val_metainfo(runner) -> dict:
+    def _val_metainfo(runner: 'Runner') -> dict:
         cfg = getattr(runner, '_val_dataloader', None)
         dataset = getattr(cfg, 'dataset', None)
         if dataset is not None and hasattr(dataset, 'metainfo'):
@@ -216,7 +220,7 @@ class DataFreeTrainLoop(BaseLoop):
     def iter(self) -> int:
         return self._iter
 
-    def run(self):
+    def run(self) -> nn.Module:
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
         spent = resumed_train_elapsed_s(self.runner.message_hub)

@@ -2,13 +2,16 @@
 import copy
 import math
 import os.path as osp
+from typing import Any
 
 import torch
+from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.dist import master_only
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.runner import Runner
+from torch import nn
 
 from mmdfkd.registry import MODEL_WRAPPERS, RUNNERS
 from mmdfkd.utils.atomic_save import partial_path
@@ -29,8 +32,8 @@ class DataFreeRunner(Runner):
     when ``train_cfg`` names a loop that makes its own batches (``DataFreeTrainLoop``).
     """
 
-    def __init__(self, *args, train_dataloader=None, train_cfg=None, optim_wrapper=None,
-                 **kwargs) -> None:
+    def __init__(self, *args, train_dataloader: Any = None, train_cfg: dict | None = None,
+                 optim_wrapper: Any = None, **kwargs) -> None:
         data_free = train_dataloader is None and train_cfg is not None
         kwargs['custom_hooks'] = with_random_state_hook(kwargs.get('custom_hooks'))
         if data_free and 'type' not in train_cfg:
@@ -45,14 +48,15 @@ class DataFreeRunner(Runner):
             self._train_dataloader = None
 
     @classmethod
-    def from_cfg(cls, cfg) -> 'DataFreeRunner':
+    def from_cfg(cls, cfg: Config) -> 'DataFreeRunner':
         """Build from a config; the top-level ``teacher_ckpt`` variable (what
         ``--cfg-options teacher_ckpt=PATH`` changes) is copied into ``model.teacher_ckpt``, or
         into ``model.teacher.checkpoint`` for a teacher wrapper built from a local model."""
         propagate_teacher_ckpt(cfg)
         return super().from_cfg(cfg)
 
-    def scale_lr(self, optim_wrapper, auto_scale_lr: dict | None = None) -> None:
+    def scale_lr(self, optim_wrapper: OptimWrapper | OptimWrapperDict,
+                 auto_scale_lr: dict | None = None) -> None:
         """mmengine's linear LR scaling (``--auto-scale-lr``) with the student's batch size
         standing in for the training dataloader's, which a data-free run does not have.
 
@@ -115,7 +119,8 @@ class DataFreeRunner(Runner):
             super().save_checkpoint(out_dir, osp.basename(partial), *args, **kwargs)
 
     def resume(self, filename: str, resume_optimizer: bool = True,
-               resume_param_scheduler: bool = True, map_location='default') -> None:
+               resume_param_scheduler: bool = True,
+               map_location: str | torch.device = 'default') -> None:
         """mmengine's resume, after checking that ``filename`` was saved by a run of this
         config: mmengine loads the weights non-strictly (a checkpoint of another method or
         student would resume half-loaded) and fails later on a raw ``KeyError`` of the
@@ -259,7 +264,7 @@ class DataFreeRunner(Runner):
                 self.logger.info(f'{key}: base learning rate {old:g} -> {new:g} (the config\'s, '
                                  "not the checkpoint's); the schedule goes on from it.")
 
-    def wrap_model(self, model_wrapper_cfg, model):
+    def wrap_model(self, model_wrapper_cfg: dict | None, model: nn.Module) -> nn.Module:
         """Build mmdfkd's own wrappers (``DataFreeSeparateDDP``) from mmdfkd's registry.
 
         mmengine's ``wrap_model`` looks wrapper types up in its root registry only, which
@@ -297,7 +302,7 @@ def _teacher_ckpt_slot(model: dict) -> tuple[dict, str, str] | None:
     return model, 'teacher_ckpt', 'model.teacher_ckpt'
 
 
-def propagate_teacher_ckpt(cfg) -> None:
+def propagate_teacher_ckpt(cfg: Config) -> None:
     """Copy the top-level ``teacher_ckpt`` (what ``--cfg-options teacher_ckpt=PATH`` changes)
     into ``model.teacher_ckpt``, or into ``model.teacher.checkpoint`` for a teacher wrapper
     built from a local model (config variables are resolved when the file is read).
@@ -330,7 +335,7 @@ def propagate_teacher_ckpt(cfg) -> None:
     holder[key] = top
 
 
-def _config_as_read(cfg):
+def _config_as_read(cfg: Config) -> Config | None:
     """The config as its file reads, without later changes; ``None`` when it has no file."""
     from mmengine.config import Config
     filename = getattr(cfg, 'filename', None)

@@ -259,7 +259,8 @@ class DataFreeDistiller(BaseModel):
         return unwrap(self.student)(images, mode='tensor').float()
 
     # ------------------------------------------------------------------ training
-    def train_step(self, data, optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
+    def train_step(self, data: dict | None,
+                   optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
         """One data-free iteration; ``data`` is ``dict(iteration=i)`` from the loop (only the
         warm-up looks at it)."""
         if not isinstance(optim_wrapper, OptimWrapperDict) or 'student' not in optim_wrapper:
@@ -346,7 +347,8 @@ class DataFreeDistiller(BaseModel):
         return {k: v for k, v in log_vars.items() if k != 'loss'}
 
     # ------------------------------------------------------------------ evaluation
-    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):
+    def forward(self, inputs: torch.Tensor, data_samples: list | None = None,
+                mode: str = 'tensor') -> torch.Tensor | list:
         """``'predict'``/``'tensor'`` run the student; training goes through train_step."""
         if mode == 'loss':
             raise RuntimeError('DataFreeDistiller has no supervised loss mode; train it with '

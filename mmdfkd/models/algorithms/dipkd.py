@@ -180,7 +180,8 @@ class DIPKD(BaseModel):
         self._schedule_checked = True
 
     # ------------------------------------------------------------------ training
-    def train_step(self, data, optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
+    def train_step(self, data: dict | None,
+                   optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
         iteration = data.get('iteration', 0) if isinstance(data, dict) else 0
         if not self._schedule_checked:
             self._check_schedule()
@@ -208,7 +209,7 @@ class DIPKD(BaseModel):
             images = self.augment(images)
         return images, labels
 
-    def primer_step(self, optim_wrapper) -> dict[str, torch.Tensor]:
+    def primer_step(self, optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
         """One CE step of the primer student on teacher-labelled priors. The members of a
         ``ClassifierEnsemble`` primer each learn from their own batch, like separately
         trained primers."""
@@ -228,7 +229,7 @@ class DIPKD(BaseModel):
         optim_wrapper.update_params(loss)
         return {'primer.loss_ce': loss}
 
-    def contrast_step(self, optim_wrapper) -> dict[str, torch.Tensor]:
+    def contrast_step(self, optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
         """Refine one pooled batch with InfoNCE on the primer's features; write it back."""
         pool = self.synthesizer.pool
         records = pool.gather(pool.sample_index(self.batch_size),
@@ -244,7 +245,7 @@ class DIPKD(BaseModel):
         pool.update_images(records['index'], refined)
         return {'contrast.loss_nce': torch.tensor(loss)}
 
-    def student_step(self, optim_wrapper) -> dict[str, torch.Tensor]:
+    def student_step(self, optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
         """One distillation step: CE on teacher labels + L1 to the primer's logits."""
         images, labels = self._labelled_batch()
         losses = {}
@@ -275,7 +276,8 @@ class DIPKD(BaseModel):
         return {f'student.{k}': v for k, v in log_vars.items() if k != 'loss'}
 
     # ------------------------------------------------------------------ evaluation
-    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):
+    def forward(self, inputs: torch.Tensor, data_samples: list | None = None,
+                mode: str = 'tensor') -> torch.Tensor | list:
         """``'predict'``/``'tensor'`` run the student."""
         if mode == 'loss':
             raise RuntimeError('DIPKD trains through train_step (the DataFreeTrainLoop calls it)')

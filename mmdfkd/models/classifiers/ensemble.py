@@ -36,7 +36,7 @@ class ClassifierEnsemble(BaseModule):
         """Each member's logits for ``inputs`` (already normalised images)."""
         return [member(inputs, mode='tensor') for member in self.members]
 
-    def forward(self, inputs: torch.Tensor, data_samples=None,
+    def forward(self, inputs: torch.Tensor, data_samples: list | None = None,
                 mode: str = 'tensor') -> torch.Tensor:
         """Mean logits of the members; only ``'tensor'`` mode (the ensemble is a soft-label
         source inside an algorithm, not a model to evaluate on its own)."""

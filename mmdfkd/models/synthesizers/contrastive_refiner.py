@@ -1,6 +1,9 @@
 """DIP-KD's contrast phase: make pooled priors mutually distinguishable."""
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+from mmengine.optim import OptimWrapper
 from torch import nn
 from torchvision.transforms import v2
 
@@ -47,7 +50,8 @@ class InstanceContrastRefiner(nn.Module):
         self.head = nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(inplace=True),
                                   nn.Linear(feature_dim, self.embed_dim))
 
-    def loss(self, encode, images: torch.Tensor) -> torch.Tensor:
+    def loss(self, encode: Callable[[torch.Tensor], torch.Tensor],
+             images: torch.Tensor) -> torch.Tensor:
         """InfoNCE between local and global views of ``images`` under ``encode`` (images ->
         features)."""
         if self.head is None:
@@ -59,7 +63,8 @@ class InstanceContrastRefiner(nn.Module):
         return self.loss_weight * 0.5 * (info_nce(local, global_, self.temperature).mean() +
                                          info_nce(global_, local, self.temperature).mean())
 
-    def refine(self, encode, images: torch.Tensor, head_optim_wrapper,
+    def refine(self, encode: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+               head_optim_wrapper: OptimWrapper,
                pixel_range: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, float]:
         """Refined copies of ``images`` (clamped to ``pixel_range``) and the last loss."""
         pixels = images.detach().clone().requires_grad_(True)

@@ -4,6 +4,7 @@ import os.path as osp
 import random
 import re
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import torch
 from mmengine import dist
@@ -217,7 +218,7 @@ class SyntheticDataPool(nn.Module):
             offset += count
         return (torch.cat(images).float().to(device), torch.cat(logits).float().to(device))
 
-    def iter_batches(self):
+    def iter_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield every stored ``(images, labels)`` batch (for export); labels are the stored
         top-1 labels, or the argmax of the stored logits."""
         self.flush()

@@ -2,6 +2,7 @@
 denoising step (Li et al.; the released code does not run, this is our implementation)."""
 import json
 import os.path as osp
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -197,7 +198,7 @@ class DiffusionSynthesizer(PooledSynthesizer):
             return 1
         return 2 ** (len(self._frozen['vae'].config.block_out_channels) - 1)
 
-    def _apply(self, fn, recurse=True):
+    def _apply(self, fn: Callable, recurse: bool = True) -> 'DiffusionSynthesizer':
         # Move the frozen diffusion parts with the synthesizer (they are not submodules).
         super()._apply(fn, recurse)
         device = self._device_probe.device

@@ -1,4 +1,6 @@
 """Generator networks for data-free synthesis."""
+from typing import Any
+
 import torch
 from mmengine.model import BaseModule
 from torch import nn
@@ -16,13 +18,13 @@ class _NearestUpsample2xFunction(torch.autograd.Function):
     reproduce."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         n, c, h, w = x.shape
         return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
         n, c, h2, w2 = grad.shape
         blocks = grad.reshape(n, c, h2 // 2, 2, w2 // 2, 2)
         return (((blocks[:, :, :, 0, :, 0] + blocks[:, :, :, 0, :, 1])

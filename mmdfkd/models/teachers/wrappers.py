@@ -12,7 +12,7 @@ from .sources import CallableSource, ClassifierSource, OnnxClassifier, load_clas
 
 def build_source(output: str, model: dict | None, checkpoint: str | None,
                  fn: Callable | str | None, url: str | None, remote: dict | None,
-                 device: str, onnx: str | None = None):
+                 device: str, onnx: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """The one source named by exactly one of ``model``, ``callable``, ``url`` and ``onnx``."""
     given = [name for name, v in (('model', model), ('callable', fn), ('url', url),
                                   ('onnx', onnx)) if v is not None]

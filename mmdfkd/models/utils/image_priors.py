@@ -7,6 +7,7 @@ disturbing the caller's RNG. Pixels are in ``[0, 1]``.
 """
 import inspect
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -18,7 +19,7 @@ from mmdfkd.registry import MODELS
 
 
 @contextmanager
-def seeded(seed: int):
+def seeded(seed: int) -> Iterator[None]:
     """Run a block with torch's global RNG seeded, restoring the previous state after."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

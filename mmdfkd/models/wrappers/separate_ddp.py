@@ -38,7 +38,7 @@ class DataFreeSeparateDDP(MMSeparateDistributedDataParallel):
 
 def _strip_wrapper_keys(children: list[str]):
 
-    def hook(module, state_dict, prefix, local_metadata):
+    def hook(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
         for key in list(state_dict):
             for child in children:
                 wrapped = f'{prefix}{child}.module.'
