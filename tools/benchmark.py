@@ -56,7 +56,8 @@ def run_train(config: str, work_dir: str, cfg_options: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--suite', required=True, choices=sorted(SUITES))
+    parser.add_argument('--suite', required=True, choices=sorted(SUITES),
+                        help='the suite whose rows to run (docs/benchmarks.md has each table)')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--budget-s', type=positive_number, default=None,
                         help='wall-clock budget per data-free row (train_cfg.time_budget_s)')

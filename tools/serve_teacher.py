@@ -38,11 +38,16 @@ def main() -> None:
     parser.add_argument('config', help='the classifier config (e.g. a configs/teachers file, or '
                         "'mmpretrain::resnet/resnet18_8xb16_cifar10.py')")
     parser.add_argument('checkpoint', help='its trained weights')
-    parser.add_argument('--host', default='127.0.0.1')
-    parser.add_argument('--port', type=port_number, default=8000)
+    parser.add_argument('--host', default='127.0.0.1',
+                        help='address to listen on (default: this machine only; 0.0.0.0 '
+                             'serves other machines too)')
+    parser.add_argument('--port', type=port_number, default=8000,
+                        help='port to listen on; the client config takes '
+                             'model.teacher.url=http://HOST:PORT')
     parser.add_argument('--output', choices=['top1', 'probs'], default='top1',
                         help='answer with the top-1 label (default) or probabilities')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default='cpu',
+                        help="where the model runs (e.g. 'cuda:0')")
     args = parser.parse_args()
     # Checked before the model loads, and so that "serving ..." is never printed for a port
     # uvicorn then cannot bind.

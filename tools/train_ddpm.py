@@ -12,16 +12,20 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from mmdfkd.apis.cli_types import positive_int  # noqa: E402
 from mmdfkd.apis.ddpm import digits_images, train_ddpm  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', default='work_dirs/ddpm_digits')
-    parser.add_argument('--steps', type=int, default=1500)
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--width', type=int, default=16, help='UNet base channels')
-    parser.add_argument('--size', type=int, default=32)
+    parser.add_argument('--out', default='work_dirs/ddpm_digits',
+                        help="folder for the diffusers pipeline (the DiffDFKD Fashion-MNIST "
+                             "config's pipeline_path)")
+    parser.add_argument('--steps', type=positive_int, default=1500, help='training steps')
+    parser.add_argument('--batch-size', type=positive_int, default=32, help='images per step')
+    parser.add_argument('--width', type=positive_int, default=16, help='UNet base channels')
+    parser.add_argument('--size', type=positive_int, default=32,
+                        help='image size in pixels (the teacher input size)')
     args = parser.parse_args()
     train_ddpm(args.out, digits_images(args.size), steps=args.steps,
                batch_size=args.batch_size, width=args.width)

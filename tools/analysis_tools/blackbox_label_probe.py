@@ -40,7 +40,8 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmdfkd  # noqa: E402,F401
-from mmdfkd.apis.cli_types import ConfigOptionsAction, positive_int  # noqa: E402
+from mmdfkd.apis.cli_types import (ConfigOptionsAction, positive_int,  # noqa: E402
+                                   positive_number)
 from mmdfkd.apis.config import merge_cfg_options  # noqa: E402
 from mmdfkd.models.synthesizers import SyntheticDataPool  # noqa: E402
 from mmdfkd.registry import DATASETS, MODELS  # noqa: E402
@@ -53,20 +54,30 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='a DIP-KD config (configs/dipkd/)')
     parser.add_argument('--labels', type=positive_int, default=20000,
                         help='teacher queries to spend')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--rounds', type=positive_int, default=1)
-    parser.add_argument('--guide', choices=GUIDES, default='none')
-    parser.add_argument('--guide-steps', type=int, default=10)
-    parser.add_argument('--guide-lr', type=float, default=0.05)
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the priors bought and of the trained classifier')
+    parser.add_argument('--rounds', type=positive_int, default=1,
+                        help='buy the labels in this many equal rounds (>= 2 needs --guide)')
+    parser.add_argument('--guide', choices=GUIDES, default='none',
+                        help="how later rounds' candidates move against a primer trained on "
+                             'the labels bought so far (see the module docstring)')
+    parser.add_argument('--guide-steps', type=positive_int, default=10,
+                        help='Adam steps per guided candidate')
+    parser.add_argument('--guide-lr', type=positive_number, default=0.05,
+                        help='step size of the guidance')
     parser.add_argument('--guide-tv', type=float, default=0.0, help='weight of a TV prior')
-    parser.add_argument('--primer-steps', type=positive_int, default=1500)
+    parser.add_argument('--primer-steps', type=positive_int, default=1500,
+                        help="training steps of each round's primer")
     parser.add_argument('--from-checkpoint', default=None,
                         help='train on this DIP-KD checkpoint\'s labelled pool instead')
     parser.add_argument('--steps', type=positive_int, default=3000, help='training steps')
-    parser.add_argument('--batch-size', type=positive_int, default=128)
-    parser.add_argument('--lr', type=float, default=0.05)
-    parser.add_argument('--weight-decay', type=float, default=5e-4)
-    parser.add_argument('--label-smoothing', type=float, default=0.0)
+    parser.add_argument('--batch-size', type=positive_int, default=128,
+                        help='batch size of the trained classifier (and primers)')
+    parser.add_argument('--lr', type=positive_number, default=0.05,
+                        help='SGD learning rate (momentum 0.9)')
+    parser.add_argument('--weight-decay', type=float, default=5e-4, help='SGD weight decay')
+    parser.add_argument('--label-smoothing', type=float, default=0.0,
+                        help='label smoothing of the CE (0 = off)')
     parser.add_argument('--mixup', type=float, default=0.0,
                         help='Beta(a, a) mixup of labelled pairs with mixed CE (0 = off)')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,

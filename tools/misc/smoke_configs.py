@@ -53,9 +53,11 @@ def main() -> int:
     parser.add_argument('--amp', action='store_true', help='as tools/train.py --amp')
     parser.add_argument('--val-images', type=int, default=0,
                         help='validate on the first N test images (0: no validation)')
-    parser.add_argument('--work-dir', default='work_dirs/smoke_configs')
+    parser.add_argument('--work-dir', default='work_dirs/smoke_configs',
+                        help='one sub-folder per config is written here')
     parser.add_argument('--out', help='append one JSON line per config to this file')
-    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction, default={})
+    parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction, default={},
+                        help='overrides applied to every config, as for tools/train.py')
     args = parser.parse_args()
     missing = [c for c in args.configs if not osp.isfile(c)]
     if missing:
