@@ -85,6 +85,50 @@ def test_plot_curve_finds_the_latest_run_of_a_work_dir(tmp_path):
     assert '20260101_000000' not in result.stdout
 
 
+def _write_run(work_dir, stamp: str, records: list[dict], resumed: str | None = None) -> None:
+    """A run's folder as mmengine writes it: vis_data/scalars.json and the text log."""
+    (work_dir / stamp / 'vis_data').mkdir(parents=True)
+    _write_log(work_dir / stamp / 'vis_data' / 'scalars.json', records)
+    (work_dir / stamp / f'{stamp}.log').write_text(
+        '12/07 12:26:19 - mmengine - INFO - Load checkpoint from x\n' +
+        (f'12/07 12:26:19 - mmengine - INFO - resumed epoch: {resumed}\n' if resumed else ''))
+
+
+def test_a_resumed_run_reads_as_one_curve(tmp_path):
+    """--resume starts a new timestamped folder: only the resumed part used to be read, so
+    the curve of a run that crashed lost everything before the crash."""
+    # Crashed after iteration 8, resumed from its iteration-4 checkpoint: the first run's
+    # records after iteration 4 were redone and are superseded.
+    _write_run(tmp_path, '20260101_000000', RUN)
+    _write_run(tmp_path, '20260101_010000', [
+        {'student.lr': 0.01, 'teacher_queries': 300.0, 'time': 7.0, 'iter': 6, 'step': 6},
+        {'student.lr': 0.01, 'teacher_queries': 400.0, 'time': 4.0, 'iter': 8, 'step': 8},
+        {'accuracy/top1': 60.0, 'teacher_queries': 400.0, 'time': 0.3, 'step': 8},
+        {'student.lr': 0.01, 'teacher_queries': 500.0, 'time': 5.0, 'iter': 10, 'step': 10}],
+        resumed='0, iter: 4')
+    result = _analyze('plot_curve', str(tmp_path), '--x', 'teacher_queries')
+    assert result.returncode == 0, result.stderr
+    points = [line.split()[-2:] for line in result.stdout.splitlines()]
+    assert points == [['teacher_queries=200', '40'], ['teacher_queries=400', '60']]
+    assert '(2 runs, resumed)' in result.stdout
+    # Start-up is left out of each part: 9 s (run 1) and 7 s (run 2); 1, 4 and 5 s remain.
+    result = _analyze('cal_train_time', str(tmp_path))
+    assert 'average iter time: 3.3333 s/iter' in result.stdout, result.stdout
+    # An epoch-based run (a teacher) files validations by epoch.
+    teacher = tmp_path / 'teacher'
+    _write_run(teacher, '20260101_000000', [
+        {'lr': 0.1, 'time': 1.0, 'epoch': 1, 'iter': 50, 'step': 50},
+        {'accuracy/top1': 80.0, 'step': 1},
+        {'lr': 0.1, 'time': 1.0, 'epoch': 2, 'iter': 100, 'step': 100},
+        {'accuracy/top1': 85.0, 'step': 2}, {'accuracy/top1': 1.0, 'step': 3}])
+    _write_run(teacher, '20260101_010000', [
+        {'lr': 0.1, 'time': 1.0, 'epoch': 3, 'iter': 150, 'step': 150},
+        {'accuracy/top1': 88.0, 'step': 3}], resumed='2, iter: 100')
+    result = _analyze('plot_curve', str(teacher))
+    assert [line.split()[-2:] for line in result.stdout.splitlines()] == [
+        ['step=1', '80'], ['step=2', '85'], ['step=3', '88']]
+
+
 def test_bad_keys_and_old_logs_are_refused_by_name(tmp_path):
     log = _write_log(tmp_path / 'scalars.json', RUN)
     result = _analyze('plot_curve', log, '--keys', 'accuracy/top5')

@@ -4,8 +4,11 @@
         [--keys accuracy/top1] [--x step|teacher_queries] [--out curve.png] [--csv curve.csv]
     python tools/analysis_tools/analyze_logs.py cal_train_time LOG [LOG ...]
 
-``LOG`` is a run's ``vis_data/scalars.json`` or ``vis_data/<timestamp>.json``, or a work dir
-(its latest run's ``scalars.json`` is read). ``plot_curve`` prints every point it draws and,
+``LOG`` is a run's ``vis_data/scalars.json`` or ``vis_data/<timestamp>.json``, or a work dir:
+its latest run's ``scalars.json``, joined to the runs it was resumed from (``--resume``
+starts a new timestamped folder; each resumed run's log names the iteration it continued
+from, and the earlier run's records up to there come first), so a run that crashed and was
+resumed reads as one curve. ``plot_curve`` prints every point it draws and,
 with ``--out``, saves the figure. ``--x teacher_queries`` puts the images sent to the teacher
 on the x axis: what a black-box user pays for. Validation records carry the count from
 ``ValidationContextHook`` (a default hook of ``configs/_base_/datafree_runtime.py``).
@@ -29,18 +32,72 @@ from collections import defaultdict
 X_KEYS = ('step', 'teacher_queries')
 
 
+# mmengine's Runner.resume logs where the resumed run continues.
+RESUMED_LINE = re.compile(r'resumed epoch: (\d+), iter: (\d+)')
+
+
 def resolve_log(path: str) -> str:
     """A json log file, or the latest ``*/vis_data/scalars.json`` under a work dir."""
+    return resolve_logs(path)[-1][0]
+
+
+def resolve_logs(path: str) -> list[tuple[str, tuple[int, int] | None]]:
+    """The json logs that make up ``path``, earliest first, each with the ``(epoch, iter)``
+    the next one was resumed from (``None`` for the last). A json file is itself; a work dir
+    gives its latest run and, while a run was resumed, the run before it."""
     if osp.isdir(path):
         found = sorted(glob.glob(osp.join(path, '*', 'vis_data', 'scalars.json')))
         if not found:
             raise FileNotFoundError(f'{path} holds no */vis_data/scalars.json: pass a work dir '
                                     'of tools/train.py or the json file itself.')
-        return found[-1]
+        chain: list[tuple[str, tuple[int, int] | None]] = [(found[-1], None)]
+        for earlier in reversed(found[:-1]):
+            resumed_at = _resumed_at(chain[0][0])
+            if resumed_at is None:
+                break
+            chain.insert(0, (earlier, resumed_at))
+        return chain
     if not path.endswith('.json') or not osp.isfile(path):
         raise FileNotFoundError(f'{path} is not a json log: pass vis_data/scalars.json, '
                                 'vis_data/<timestamp>.json or a work dir.')
-    return path
+    return [(path, None)]
+
+
+def _resumed_at(scalars: str) -> tuple[int, int] | None:
+    """``(epoch, iter)`` a run continued from, read from its text log beside ``vis_data``."""
+    run_dir = osp.dirname(osp.dirname(scalars))
+    text_log = osp.join(run_dir, f'{osp.basename(run_dir)}.log')
+    if not osp.isfile(text_log):
+        return None
+    with open(text_log, errors='replace') as f:
+        for line in f:
+            match = RESUMED_LINE.search(line)
+            if match:
+                return int(match.group(1)), int(match.group(2))
+    return None
+
+
+def load_logs(path: str) -> tuple[str, dict[str, list[dict]]]:
+    """The records of ``path`` (see :func:`resolve_logs`) and the name to report them by: a
+    resumed run's earlier records up to where it was resumed, then its own."""
+    chain = resolve_logs(path)
+    records: dict[str, list[dict]] = {'train': [], 'val': []}
+    for run, (log, resumed_at) in enumerate(chain):
+        part = load_log(log)
+        for r in part['train']:
+            r['_run'] = run  # which run of the chain wrote it (each starts up anew)
+        if resumed_at is not None:
+            epoch, iteration = resumed_at
+            # Validation records are filed by epoch in epoch-based runs (mmengine's default
+            # LoggerHook) and by iteration in data-free runs (log_metric_by_epoch=False).
+            by_epoch = any('epoch' in r for r in part['train'])
+            part = {'train': [r for r in part['train'] if r['step'] <= iteration],
+                    'val': [r for r in part['val']
+                            if r['step'] <= (epoch if by_epoch else iteration)]}
+        records['train'] += part['train']
+        records['val'] += part['val']
+    name = chain[-1][0] if len(chain) == 1 else f"{path} ({len(chain)} runs, resumed)"
+    return name, records
 
 
 def load_log(path: str) -> dict[str, list[dict]]:
@@ -75,11 +132,13 @@ def curve(records: dict[str, list[dict]], key: str, x_key: str, path: str
                              f'{x_key!r} (first at step {missing[0]}).' +
                              (hint if phase == 'val' else ''))
         return [float(r[x_key]) for r in rows], [float(r[key]) for r in rows], phase
-    keys = sorted({k for rs in records.values() for r in rs for k in r} - {'step', 'iter'})
+    keys = sorted({k for rs in records.values() for r in rs for k in r
+                   if not k.startswith('_')} - {'step', 'iter'})
     raise ValueError(f'{path} has no {key!r}; pass --keys from: {", ".join(keys)}')
 
 
 def plot_curve(args: argparse.Namespace) -> None:
+    logs = [load_logs(p) for p in args.json_logs]
     paths = [resolve_log(p) for p in args.json_logs]
     legends = args.legend or [f'{osp.basename(osp.dirname(osp.dirname(osp.dirname(p))))}: {k}'
                               for p in paths for k in args.keys]
@@ -88,8 +147,7 @@ def plot_curve(args: argparse.Namespace) -> None:
                          f'{len(args.keys)}); got {len(legends)}.')
     rows = []
     curves = []
-    for path in paths:
-        records = load_log(path)
+    for path, records in logs:
         for key in args.keys:
             xs, ys, phase = curve(records, key, args.x, path)
             curves.append((xs, ys))
@@ -124,14 +182,19 @@ def plot_curve(args: argparse.Namespace) -> None:
 
 def cal_train_time(args: argparse.Namespace) -> None:
     for log in args.json_logs:
-        path = resolve_log(log)
-        train = [r for r in load_log(path)['train'] if 'time' in r]
+        path, records = load_logs(log)
+        train = [r for r in records['train'] if 'time' in r]
         if not train:
             raise ValueError(f'{path} has no training record with a time; was the run '
                              'trained with LoggerHook?')
         print(f'----- train time of {path} -----')
-        # The first record of a run includes start-up (building, first batches).
-        kept = train if args.include_outliers or len(train) == 1 else train[1:]
+        # The first record of a run (and of each resumed part) includes start-up (building,
+        # first batches).
+        firsts = {id(next(r for r in train if r.get('_run') == run))
+                  for run in {r.get('_run') for r in train}}
+        kept = [r for r in train if id(r) not in firsts]
+        if args.include_outliers or not kept:
+            kept = train
         groups: dict[str, list[float]] = defaultdict(list)
         if all('phase' in r for r in kept):
             from mmdfkd.models.algorithms.dipkd import PHASES
