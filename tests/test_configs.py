@@ -5,6 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from mmdfkd.apis import build_runner, load_config
 
@@ -255,8 +256,19 @@ def test_unknown_config_key_is_refused_before_building_with_its_path(config, key
 @pytest.mark.parametrize('config,options,message', [
     # a config variable is substituted when the file is read: this ran all 700 iterations
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', {'max_iters': 5},
-     r'max_iters is a variable of .*changes nothing; set the key\(s\) that hold its value '
-     r'700 instead: train_cfg.max_iters=5, param_scheduler.student.T_max=5'),
+     r'max_iters is a variable of .*changes nothing; set the keys that follow from it instead '
+     r'\(what the config gives with max_iters = 5\): train_cfg.max_iters=5 '
+     r'param_scheduler.student.T_max=5 param_scheduler.synthesizer.T_max=5\.$'),
+    # keys computed from the variable too, each with the value the config gives it: the
+    # shared keys alone left DIP-KD's phases sized for 50K images
+    ('dipkd/dipkd_lenet5_lenet5_fmnist.py', {'num_images': 10000},
+     r'train_cfg.max_iters=4120 .*model.teacher.query_budget=10000 '
+     r'model.synthesizer.num_images=10000 model.phase_iters.synthesis=20 '
+     r'model.phase_iters.primer=2000 .*param_scheduler.student.T_max=2000\.$'),
+    # a variable of a base: the base's keys the config does not set again
+    ('deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py',
+     {'max_iters': 5}, r'\(what the config gives with max_iters = 5\): train_cfg.max_iters=5 '
+                       r'param_scheduler.student.T_max=5\.$'),
     ('dipkd/dipkd_lenet5_lenet5_fmnist.py', {'phase_iters.synthesis': 50},
      r'phase_iters is a variable .*value 100 instead: model.phase_iters.synthesis=50'),
     ('dfad/dfad_lenet5bn_lenet5half_fmnist.py', {'max_iter': 5},
@@ -276,6 +288,25 @@ def test_an_option_nothing_reads_is_refused_with_the_key_to_set(config, options,
         'teacher_ckpt': '/t.pth', 'data_root': '/d', 'work_dir': '/w', 'randomness.seed': 3,
         'train_cfg.max_iters': 5})
     assert cfg.train_cfg.max_iters == 5 and cfg.randomness.seed == 3
+
+
+def test_the_keys_following_a_variable_are_what_the_config_gives_with_its_new_value(tmp_path):
+    """The suggested overrides are exact: for DIP-KD's num_images=10000 they are the shipped
+    10K config's values of those keys; a key a child config sets itself is left out."""
+    from mmdfkd.apis.config import _leaf_paths, keys_following_variable
+    following = keys_following_variable(
+        config_path('dipkd', 'dipkd_lenet5_lenet5_fmnist.py'), 'num_images', 10000)
+    shipped = dict(_leaf_paths(Config.fromfile(
+        config_path('dipkd', 'dipkd_10k_lenet5_lenet5_fmnist.py')).to_dict()))
+    assert len(following) == 16
+    assert {p: new for p, (_, new) in following.items()} == {p: shipped[p] for p in following}
+    assert following['model.teacher.query_budget'] == (50000, 10000)
+    child = tmp_path / 'child.py'
+    child.write_text(f"_base_ = ['{config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')}']\n"
+                     "train_cfg = dict(max_iters=300)\n")
+    assert set(keys_following_variable(str(child), 'max_iters', 5)) == {
+        'param_scheduler.student.T_max', 'param_scheduler.synthesizer.T_max'}
+    assert keys_following_variable(str(child), 'no_such_variable', 5) is None
 
 
 def test_a_child_config_redefining_a_base_variable_is_refused_unless_it_sets_the_keys(

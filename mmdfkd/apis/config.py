@@ -1,6 +1,8 @@
 """Config loading shared by ``tools/*.py`` and the benchmark, so all behave the same."""
+import ast
 import os
 import os.path as osp
+import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -157,6 +159,78 @@ def _nested(path: str, name: str) -> str:
     return inner
 
 
+def keys_following_variable(path: str, name: str, value: Any
+                            ) -> dict[str, tuple[Any, Any]] | None:
+    """The keys whose value changes when the config file at ``path`` assigns ``value`` to its
+    top-level variable ``name`` (the keys it is substituted into and those computed from it,
+    e.g. DIP-KD's ``num_images`` -> ``model.teacher.query_budget``, ``model.phase_iters.*``,
+    ``train_cfg.max_iters``), each with its ``(old, new)`` value: the file that assigns it
+    (this one or a ``_base_``) is read again with that one assignment changed; keys this file
+    sets itself are not among them. ``None`` when no file assigns ``name`` or one cannot be
+    read that way."""
+    try:
+        with open(path) as f:
+            source = f.read()
+        lines = source.splitlines()
+        tree = ast.parse(source)
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+
+    def assigns(node: ast.stmt, target: str) -> bool:
+        return isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == target for t in node.targets)
+
+    found = [n for n in tree.body if assigns(n, name)]
+    folder = osp.dirname(osp.abspath(path))
+    if not found:
+        # A base's variable: what changes there and is not set again here.
+        for base in _base_files(tree, folder):
+            following = keys_following_variable(base, name, value)
+            if following:
+                try:
+                    here = dict(_leaf_paths(Config.fromfile(path).to_dict()))
+                except Exception:
+                    return None
+                return {p: (o, n) for p, (o, n) in following.items() if here.get(p) == o}
+        return None
+    replaced = {found[-1].lineno: f'{name} = {value!r}'}
+    skipped = set(range(found[-1].lineno + 1, found[-1].end_lineno + 1))
+    # _base_ paths are relative to the file's folder; the copy is read from another one.
+    for node in tree.body:
+        if assigns(node, '_base_'):
+            replaced[node.lineno] = f'_base_ = {_base_files(tree, folder, keep_scoped=True)!r}'
+            skipped |= set(range(node.lineno + 1, node.end_lineno + 1))
+    text = '\n'.join(replaced.get(i, line) for i, line in enumerate(lines, 1)
+                      if i not in skipped)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = osp.join(tmp, osp.basename(path))
+        with open(copy, 'w') as f:
+            f.write(text + '\n')
+        try:
+            before, after = Config.fromfile(path), Config.fromfile(copy)
+        except Exception:  # what the new value does to the file is the run's error to report
+            return None
+    old = dict(_leaf_paths(before.to_dict()))
+    return {p: (old.get(p), v) for p, v in _leaf_paths(after.to_dict())
+            if p.split('.', 1)[0] in READ_TOP_LEVEL_KEYS and (p not in old or old[p] != v)}
+
+
+def _base_files(tree: ast.Module, folder: str, keep_scoped: bool = False) -> list[str]:
+    """A parsed config's ``_base_`` entries as absolute paths (``pkg::`` ones only with
+    ``keep_scoped``, as they are: they name another package's files)."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            bases = [bases] if isinstance(bases, str) else list(bases)
+            return [b if osp.isabs(b) or '::' in b else osp.normpath(osp.join(folder, b))
+                    for b in bases if keep_scoped or '::' not in b]
+    return []
+
+
 def merge_cfg_options(cfg: Config, cfg_options: dict | None, path: str) -> None:
     """Apply ``--cfg-options`` to ``cfg`` (read from ``path``) as every tool does: keys nothing
     would read are refused (``check_top_level_options``) and ``data_root`` reaches every
@@ -176,8 +250,10 @@ def check_top_level_options(cfg: Config, cfg_options: dict, path: str) -> None:
     A config's own variables (``max_iters = 700`` used as ``train_cfg.max_iters``) are
     substituted where they are used while the file is parsed, so overriding one afterwards
     changed nothing: ``--cfg-options max_iters=5`` ran all 700 iterations without a word.
-    The message names the keys that hold the variable's value, which are the ones to set
-    (a variable whose value no key holds goes through: custom code may read it from
+    The message names the keys to set with their values: every key that follows from the
+    variable, found by reading the config again with the new value
+    (:func:`keys_following_variable`), else the keys that hold the variable's value (a
+    variable whose value no key holds goes through: custom code may read it from
     ``runner.cfg``); a new key nothing reads (a typo) is refused with the closest key of the
     config.
     """
@@ -192,6 +268,14 @@ def check_top_level_options(cfg: Config, cfg_options: dict, path: str) -> None:
             continue
         if root in cfg:
             old = all_leaves.get(key, cfg[root] if root == key else None)
+            following = keys_following_variable(path, root, value) if root == key else None
+            if following:
+                raise ValueError(
+                    f'--cfg-options {key}={value!r}: {root} is a variable of {path}, '
+                    'substituted where the file uses it while the file is read, so changing '
+                    'it afterwards changes nothing; set the keys that follow from it instead '
+                    f'(what the config gives with {root} = {value!r}): '
+                    + ' '.join(f'{p}={v!r}' for p, (_, v) in following.items()) + '.')
             same_name = [p for p in leaves if p.rsplit('.', 1)[-1] == name]
             # Only a distinctive value is looked for: 0, 1 and flags turn up everywhere.
             distinctive = (isinstance(old, (str, float)) or (
