@@ -99,6 +99,25 @@ def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path):
         CheckpointLoader.load_checkpoint(str(tmp_path / 'config.py'), map_location='cpu')
 
 
+def test_a_missing_checkpoint_or_a_work_dir_names_the_file_to_give(tmp_path):
+    """--resume PATH, tools/test.py, export and synthesis said only mmengine's "PATH can not
+    be found" for a mistyped checkpoint or a work dir given as one."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    for it in (2, 10):
+        torch.save({'meta': {'iter': it}}, tmp_path / f'iter_{it}.pth')
+    with pytest.raises(FileNotFoundError, match=r'iter_12\.pth does not exist; the checkpoints '
+                                                r'in .*: iter_2\.pth, iter_10\.pth\.$'):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'iter_12.pth'), map_location='cpu')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_10.pth'))
+    with pytest.raises(FileNotFoundError, match=r'is a folder, not a checkpoint file: give one '
+                                                r'of its checkpoints, e.g. its latest, '
+                                                r'.*iter_10\.pth \(for --resume, `--resume` '
+                                                r'alone with `--work-dir'):
+        CheckpointLoader.load_checkpoint(str(tmp_path), map_location='cpu')
+    with pytest.raises(FileNotFoundError, match=r'does not exist \(nor does its folder '):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'gone' / 'iter_1.pth'))
+
+
 @needs_fmnist
 def test_resume_refuses_a_work_dir_of_another_config(teacher_ckpt, tmp_path):
     """Resuming another config's run (same --work-dir, or --resume PATH) used to load the

@@ -19,7 +19,7 @@ def load_local_checkpoint(filename: str, map_location: str | torch.device | None
     """Load a checkpoint from a local path, allowing the objects mmengine itself saves."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
+        raise FileNotFoundError(_missing_checkpoint(filename))
     try:
         return torch.load(filename, map_location=map_location, weights_only=False)
     except (EOFError, pickle.UnpicklingError, RuntimeError) as error:
@@ -45,6 +45,34 @@ def load_local_checkpoint(filename: str, map_location: str | torch.device | None
             f'{str(error).split(". ")[0]}): it was cut short (a full disk, or a process killed '
             f'while saving it) or damaged since.{hint}'
         ) from error
+
+
+def _checkpoints_in(folder: str) -> list[str]:
+    """The ``.pth`` files of ``folder``, in the order a run writes them (iter_9 before
+    iter_10)."""
+    return sorted(glob.glob(osp.join(folder, '*.pth')), key=lambda p: (len(p), p))
+
+
+def _missing_checkpoint(filename: str) -> str:
+    """Why ``filename`` cannot be loaded and which file to give instead: a work dir names
+    its latest checkpoint, a missing file the checkpoints beside it (mmengine said only
+    "can not be found")."""
+    if osp.isdir(filename):
+        last = osp.join(filename, 'last_checkpoint')
+        latest = open(last).read().strip() if osp.isfile(last) else None
+        found = _checkpoints_in(filename)
+        if latest or found:
+            return (f'{filename} is a folder, not a checkpoint file: give one of its '
+                    f'checkpoints, e.g. its latest, {latest or found[-1]} (for --resume, '
+                    f'`--resume` alone with `--work-dir {filename}` takes the latest).')
+        return f'{filename} is a folder holding no checkpoint (*.pth): give a checkpoint file.'
+    folder = osp.dirname(filename) or '.'
+    found = _checkpoints_in(folder) if osp.isdir(folder) else []
+    if found:
+        return (f"{filename} does not exist; the checkpoints in {folder}: "
+                f"{', '.join(osp.basename(p) for p in found)}.")
+    return (f'{filename} does not exist' +
+            ('.' if osp.isdir(folder) else f' (nor does its folder {folder}).'))
 
 
 def load_run_checkpoint(filename: str, tool: str) -> dict:
