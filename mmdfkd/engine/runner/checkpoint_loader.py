@@ -59,7 +59,10 @@ def _missing_checkpoint(filename: str) -> str:
     "can not be found")."""
     if osp.isdir(filename):
         last = osp.join(filename, 'last_checkpoint')
-        latest = open(last).read().strip() if osp.isfile(last) else None
+        latest = None
+        if osp.isfile(last):
+            with open(last) as f:
+                latest = f.read().strip() or None
         found = _checkpoints_in(filename)
         if latest or found:
             return (f'{filename} is a folder, not a checkpoint file: give one of its '
