@@ -290,6 +290,18 @@ def test_an_option_nothing_reads_is_refused_with_the_key_to_set(config, options,
     assert cfg.train_cfg.max_iters == 5 and cfg.randomness.seed == 3
 
 
+def test_a_mistyped_config_path_names_the_closest_config():
+    """A missing config said only 'not found'."""
+    dfad = config_path('dfad', 'dfad_lenet5bn_lenet5half_fmnist.py')
+    with pytest.raises(FileNotFoundError, match=r'not found \(did you mean '
+                                                + re.escape(dfad) + r'\?\)'):
+        load_config(dfad.replace('lenet5bn', 'lenet5'))
+    # the folder left out: looked for under the configs/ folder the path names
+    dipkd = config_path('dipkd', 'dipkd_lenet5_lenet5_fmnist.py')
+    with pytest.raises(FileNotFoundError, match=re.escape(f'(did you mean {dipkd}?)')):
+        load_config(dipkd.replace('/dipkd/', '/'))
+
+
 def test_the_keys_following_a_variable_are_what_the_config_gives_with_its_new_value(tmp_path):
     """The suggested overrides are exact: for DIP-KD's num_images=10000 they are the shipped
     10K config's values of those keys; a key a child config sets itself is left out."""

@@ -35,7 +35,7 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
         auto_scale_lr: Enable ``auto_scale_lr``.
     """
     if not osp.isfile(path):
-        raise FileNotFoundError(f'config {path} not found')
+        raise FileNotFoundError(f'config {path} not found{_closest_config(path)}')
     cfg = Config.fromfile(path)
     check_redefined_variables(cfg, path)
     merge_cfg_options(cfg, cfg_options, path)
@@ -70,6 +70,23 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr') or {}, enable=True)
     return cfg
+
+
+def _closest_config(path: str) -> str:
+    """`` (did you mean ...?)`` with the config file whose path is closest to a missing
+    ``path``: the one in its folder, or anywhere under the ``configs/`` folder it names."""
+    import difflib
+    import glob
+    parts = osp.normpath(path).split(os.sep)
+    root = os.sep.join(parts[:parts.index('configs') + 1]) if 'configs' in parts else None
+    folder = osp.dirname(path) or '.'
+    pool = (glob.glob(osp.join(folder, '*.py')) if osp.isdir(folder) else []) or (
+        glob.glob(osp.join(root, '**', '*.py'), recursive=True) if root and osp.isdir(root)
+        else [])
+    pool = [p for p in pool if '_base_' not in p.split(os.sep)]
+    by_name = {osp.basename(p): p for p in pool}
+    close = difflib.get_close_matches(osp.basename(path), by_name, n=1, cutoff=0.5)
+    return f' (did you mean {by_name[close[0]]}?)' if close else ''
 
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
