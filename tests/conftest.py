@@ -13,9 +13,19 @@ if TEST_DEVICE not in ('cpu', 'cuda'):
     raise ValueError(f"MMDFKD_TEST_DEVICE must be 'cpu' (default) or 'cuda', got '{TEST_DEVICE}'")
 if TEST_DEVICE == 'cpu':
     os.environ['CUDA_VISIBLE_DEVICES'] = ''
+# Under pytest-xdist (`-n 2`, what tools/run_tests.sh runs) every worker, and every process a
+# test starts, keeps to one thread: two workers of two threads each on two cores ran the
+# torch-heavy tests 2-3 times slower than one worker did. One process alone keeps two.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    os.environ['OMP_NUM_THREADS'] = '1'
+else:
+    os.environ.setdefault('OMP_NUM_THREADS', '2')
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    torch.set_num_threads(1)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -71,5 +81,3 @@ def small_eval_options(n: int = 100) -> dict:
 def config_path(*parts: str) -> str:
     return osp.join(ROOT, 'configs', *parts)
 
-
-os.environ.setdefault('OMP_NUM_THREADS', '2')

@@ -26,7 +26,7 @@ if ! "$PY" -c "import torchvision" >/dev/null 2>&1; then
     pip_install -r "$ROOT/requirements/torch.txt"
 fi
 
-if ! "$PY" -c "import mmdfkd, mmpretrain, diffusers, transformers, fastapi, httpx, uvicorn, sklearn, onnx, onnxruntime, pytest, ruff" >/dev/null 2>&1; then
+if ! "$PY" -c "import mmdfkd, mmpretrain, diffusers, transformers, fastapi, httpx, uvicorn, sklearn, onnx, onnxruntime, pytest, xdist, ruff" >/dev/null 2>&1; then
     echo "[install] pip: OpenMMLab stack, optional and test requirements, mmdfkd"
     pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/optional.txt" \
         -r "$ROOT/requirements/tests.txt"
