@@ -24,6 +24,7 @@ class Row:
 
 @dataclass(frozen=True)
 class Suite:
+    """A benchmark suite: the teacher config its rows distil and the rows themselves."""
     teacher_config: str
     rows: tuple[Row, ...] = field(default_factory=tuple)
 
@@ -280,6 +281,9 @@ def merge_results(path: str, suite: Suite, previous: list[dict], rows: list[dict
 
 
 def format_markdown(suite: str, rows: list[dict], commands: str | list[str]) -> str:
+    """The suite's results as the markdown section ``docs/benchmarks.md`` holds: a heading,
+    the commands that produced it and one table row per benchmark row.
+    """
     commands = [commands] if isinstance(commands, str) else commands
     lines = [f'### Suite `{suite}`', '']
     lines += [f'Command: `{c}`' + ('  ' if i < len(commands) - 1 else '')

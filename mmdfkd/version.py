@@ -1,1 +1,2 @@
+"""mmdfkd's version (setup.py reads it; also `mmdfkd.__version__`)."""
 __version__ = '0.1.0'

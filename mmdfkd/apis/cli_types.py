@@ -37,6 +37,7 @@ class ConfigOptionsAction(DictAction):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Sequence[str] | str | None, option_string: str | None = None) -> None:
+        """Parse ``KEY=VALUE`` pairs into ``namespace``; a malformed pair is an argparse error."""
         option = option_string or '--cfg-options'
         for pair in [values] if isinstance(values, str) else values or []:
             key, sep, value = pair.partition('=')

@@ -15,6 +15,7 @@ class LocalCIFARMixin:
         super().__init__(*args, download=False, **kwargs)
 
     def load_data_list(self) -> list[dict]:
+        """The split's samples, or a ``FileNotFoundError`` saying where to unpack the archive."""
         if not self._check_integrity():
             root = self.data_prefix['root']
             raise FileNotFoundError(

@@ -63,6 +63,7 @@ class FashionMNISTIdx(FashionMNIST):
         return all(self._find(n) is not None for n in names)
 
     def load_data_list(self) -> list[dict]:
+        """The split's images and labels from its IDX files, gzip-compressed or not."""
         file_list = self.test_list if self.split == 'test' else self.train_list
         image_name, label_name = (n[:-3] for n, _ in file_list)
         image_path, label_path = self._find(image_name), self._find(label_name)

@@ -23,6 +23,7 @@ class CenterPad(BaseTransform):
         self.pad_val = pad_val
 
     def transform(self, results: dict) -> dict:
+        """Pad ``results['img']`` to ``size`` x ``size``, centred, and update ``img_shape``."""
         img = results['img']
         h, w = img.shape[:2]
         if h > self.size or w > self.size:
@@ -51,6 +52,7 @@ class ToGrayscale(BaseTransform):
     """
 
     def transform(self, results: dict) -> dict:
+        """Turn ``results['img']`` into a single-channel ``(H, W)`` image."""
         img = results['img']
         if img.ndim == 3 and img.shape[2] == 3:
             img = mmcv.bgr2gray(img)

@@ -46,12 +46,14 @@ class RandomStateHook(Hook):
 
     def after_train_iter(self, runner: 'Runner', batch_idx: int, data_batch: Any = None,
                          outputs: Any = None) -> None:
+        """Keep every process's random state after the iteration for the next checkpoint."""
         # Taken on every process, where a collective is allowed; the checkpoint itself is
         # written by rank 0 alone (``before_save_checkpoint`` runs only there).
         state = capture_random_state()
         self._snapshot = all_gather_object(state) if get_world_size() > 1 else [state]
 
     def before_save_checkpoint(self, runner: 'Runner', checkpoint: dict) -> None:
+        """Store the states kept after the last iteration as ``meta['random_state']``."""
         states = self._snapshot
         if states is None or get_world_size() == 1:
             states = [capture_random_state()]
@@ -72,14 +74,17 @@ class RandomStateHook(Hook):
         self._pending = states[get_rank()]
 
     def before_train_iter(self, runner: 'Runner', batch_idx: int, data_batch: Any = None) -> None:
+        """Set the resumed state back, once, just before the first resumed iteration."""
         if self._pending is not None:
             restore_random_state(self._pending)
             self._pending = None
 
     def before_val(self, runner: 'Runner') -> None:
+        """Save the training streams before validation draws from them."""
         self._before_val = capture_random_state()
 
     def after_val(self, runner: 'Runner') -> None:
+        """Set the training streams back to where validation found them."""
         if self._before_val is not None:
             restore_random_state(self._before_val)
             self._before_val = None

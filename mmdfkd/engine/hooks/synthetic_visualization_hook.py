@@ -56,6 +56,9 @@ class SyntheticVisualizationHook(Hook):
 
     def after_train_iter(self, runner: 'Runner', batch_idx: int, data_batch: Any = None,
                          outputs: Any = None) -> None:
+        """Draw a grid every ``interval`` iterations and at the last one, leaving the random
+        streams as they were.
+        """
         if self.every_n_train_iters(runner, self.interval) or self.is_last_train_iter(runner):
             # Drawn under preserved streams: looking at the samples must not change what is
             # trained on (with or without this hook, at any interval, the run is the same).
@@ -64,6 +67,12 @@ class SyntheticVisualizationHook(Hook):
 
     @torch.no_grad()
     def draw(self, runner: 'Runner', step: int) -> torch.Tensor:
+        """Draw ``num_samples`` synthetic images as a per-class grid into the visualizer at
+        ``step`` and log the class balance; returns the grid, (C, H, W) in pixel values.
+
+        Labels come from the pool for a black-box teacher (never a new query), else from the
+        teacher's top-1.
+        """
         model = getattr(runner.model, 'module', runner.model)
         synthesizer = getattr(model.synthesizer, 'module', model.synthesizer)
         if isinstance(model.teacher, BaseTeacher):

@@ -48,6 +48,9 @@ class TimedValidationHook(Hook):
         self._done = 0
 
     def before_train(self, runner: 'Runner') -> None:
+        """Start the clock (minus the training time of the run being resumed) and skip the
+        marks already measured; warn when the run does not validate.
+        """
         if runner.val_loop is None:
             # Checked here, not at the first mark: a run without validation used to train
             # until the first mark (3 minutes in the benchmark) and then fail.
@@ -63,6 +66,10 @@ class TimedValidationHook(Hook):
 
     def after_train_iter(self, runner: 'Runner', batch_idx: int, data_batch: Any = None,
                          outputs: Any = None) -> None:
+        """Validate once a mark has passed on rank 0's clock and log the metrics tagged with the
+        mark (e.g. ``accuracy/top1@180s``); stop training after the last mark with
+        ``stop_after_last``.
+        """
         if self._start is None or self._done >= len(self.marks):
             return
         # Rank 0's clock on every rank: a mark one rank has passed and another not would

@@ -50,7 +50,9 @@ class ValidationContextHook(Hook):
                 hub.update_scalar(f'{mode}/{key}', buffer.current())
 
     def after_val_epoch(self, runner: 'Runner', metrics: dict | None = None) -> None:
+        """Copy the training scalars into the validation record."""
         self._copy(runner, 'val')
 
     def after_test_epoch(self, runner: 'Runner', metrics: dict | None = None) -> None:
+        """Copy the training scalars into the test record."""
         self._copy(runner, 'test')

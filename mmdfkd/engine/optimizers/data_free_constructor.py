@@ -39,6 +39,9 @@ class DataFreeOptimWrapperConstructor:
         self.optim_wrapper_cfg = optim_wrapper_cfg
 
     def __call__(self, model: nn.Module) -> OptimWrapperDict:
+        """One optim wrapper per entry, for the child of ``model`` of the same name, as an
+        ``OptimWrapperDict``; entries for parts the config switched off are skipped.
+        """
         model = getattr(model, 'module', model)
         wrappers = {}
         for name, cfg in self.optim_wrapper_cfg.items():

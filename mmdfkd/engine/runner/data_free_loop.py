@@ -206,21 +206,28 @@ class DataFreeTrainLoop(BaseLoop):
 
     @property
     def max_epochs(self) -> int:
+        """Always 1: a data-free run is one epoch of ``max_iters`` iterations."""
         return 1
 
     @property
     def max_iters(self) -> int:
+        """Iterations to train (lowered when a budget or a stop signal ends the run early)."""
         return self._max_iters
 
     @property
     def epoch(self) -> int:
+        """Always 0, as for mmengine's IterBasedTrainLoop."""
         return self._epoch
 
     @property
     def iter(self) -> int:
+        """Iterations done so far."""
         return self._iter
 
     def run(self) -> nn.Module:
+        """Train until ``max_iters``, a budget or a stop signal, validating every
+        ``val_interval`` iterations and at the end; a resumed run continues its clock.
+        """
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
         spent = resumed_train_elapsed_s(self.runner.message_hub)
@@ -258,6 +265,12 @@ class DataFreeTrainLoop(BaseLoop):
         return self.runner.model
 
     def run_iter(self, start: float) -> None:
+        """One ``train_step`` of the model and its hooks, ``start`` the run's clock origin.
+
+        A spent query budget, a teacher that stays down, a spent time budget or a stop signal
+        make this iteration the last (its checkpoint is saved); NaN or infinite values stop
+        the run before the hooks can save them.
+        """
         data_batch = dict(iteration=self._iter)
         self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)
         try:

@@ -215,6 +215,9 @@ class DataFreeDistiller(BaseModel):
 
     # ------------------------------------------------------------------ teacher
     def init_weights(self) -> None:
+        """Initialise every part but the teacher, which keeps its trained weights; then start
+        the student from the teacher (``student_init_from_teacher``) when configured.
+        """
         # The runner calls this before training; the teacher keeps its trained weights.
         for name, child in self.named_children():
             if name != 'teacher' and hasattr(child, 'init_weights'):
@@ -229,6 +232,7 @@ class DataFreeDistiller(BaseModel):
         unwrap(self.synthesizer).set_work_dir(work_dir)
 
     def train(self, mode: bool = True) -> 'DataFreeDistiller':
+        """Set the train/eval mode of the student and synthesizer; the teacher stays in eval."""
         super().train(mode)
         self.teacher.eval()  # BN running stats and dropout of the teacher never change
         return self

@@ -153,6 +153,7 @@ class DIPKD(BaseModel):
 
     # ------------------------------------------------------------------ plumbing
     def set_work_dir(self, work_dir: str) -> None:
+        """Tell the synthesizer where the run writes (called by ``DataFreeTrainLoop``)."""
         self.synthesizer.set_work_dir(work_dir)
 
     def phase_at(self, iteration: int) -> tuple[str, int]:
@@ -167,6 +168,7 @@ class DIPKD(BaseModel):
 
     @property
     def total_iters(self) -> int:
+        """Iterations of all phases together (``sum(phase_iters)``)."""
         return sum(self.phase_iters.values())
 
     def _check_schedule(self) -> None:
@@ -182,6 +184,9 @@ class DIPKD(BaseModel):
     # ------------------------------------------------------------------ training
     def train_step(self, data: dict | None,
                    optim_wrapper: OptimWrapperDict) -> dict[str, torch.Tensor]:
+        """One iteration of the phase at ``data['iteration']``: buy labels for the next batch of
+        priors (also later, until the pool is full), or one primer, contrast or student step.
+        """
         iteration = data.get('iteration', 0) if isinstance(data, dict) else 0
         if not self._schedule_checked:
             self._check_schedule()
@@ -288,6 +293,7 @@ class DIPKD(BaseModel):
         return self.teacher.query_labels(images)
 
     def init_weights(self) -> None:
+        """Initialise every part but the teacher, which answers as it is."""
         for name, child in self.named_children():
             if name != 'teacher' and hasattr(child, 'init_weights'):
                 child.init_weights()

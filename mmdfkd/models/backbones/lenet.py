@@ -53,6 +53,7 @@ class LeNet(BaseBackbone):
         self.out_indices = tuple(out_indices)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The outputs of the stages in ``out_indices`` for 32x32 inputs (N, C, 32, 32)."""
         # Skipped while tracing (ONNX export): the exported graph takes 32x32 only anyway, and
         # the Python check would be frozen into it with a TracerWarning.
         if not torch.jit.is_tracing() and x.shape[-2:] != (32, 32):

@@ -68,6 +68,7 @@ class WideResNet(BaseBackbone):
         self.out_indices = tuple(out_indices)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The outputs of the groups in ``out_indices`` (the last after its BN and ReLU)."""
         x = self.conv1(x)
         outs = []
         for i, group in enumerate(self.groups):

@@ -25,6 +25,7 @@ class AttentionTransferLoss(WeightedLoss):
 
     def forward(self, student_feats: list[torch.Tensor],
                 teacher_feats: list[torch.Tensor]) -> torch.Tensor:
+        """Weighted sum over the stage pairs; each pair's maps are (N, C, H, W) of equal H, W."""
         if not student_feats or len(student_feats) != len(teacher_feats):
             raise ValueError(f'AttentionTransferLoss got {len(student_feats)} student and '
                              f'{len(teacher_feats)} teacher feature maps; pair at least '

@@ -105,6 +105,11 @@ class BNStatisticsLoss(WeightedLoss):
         return hook
 
     def forward(self) -> torch.Tensor:
+        """Weighted distance between the last batch's BN inputs and the teacher's statistics.
+
+        The bound teacher must have run on the batch since the last call (its hooks hold the
+        inputs); a loss switched off with weight 0 on a BN-free teacher returns zero.
+        """
         if not self._layers and self.loss_weight == 0:
             return self.zero  # switched off for a teacher without BatchNorm
         if len(self._inputs) != len(self._layers) or not self._layers:

@@ -57,6 +57,11 @@ class CAMConsistencyLoss(WeightedLoss):
     def forward(self, student_map: torch.Tensor, teacher_map: torch.Tensor,
                 student_fc: nn.Linear, teacher_fc: nn.Linear,
                 classes: torch.Tensor) -> torch.Tensor:
+        """Weighted MSE of the two models' CAMs for ``classes`` (N,), at the teacher's map size.
+
+        ``student_map`` and ``teacher_map`` are the (N, C, H, W) maps the heads' ``*_fc`` layers
+        pool; the teacher's CAM is a fixed target (no gradient).
+        """
         size = teacher_map.shape[-2:]
         t_cam = class_activation_map(teacher_map, teacher_fc, classes, size)
         s_cam = class_activation_map(student_map, student_fc, classes, size)

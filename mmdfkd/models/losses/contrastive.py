@@ -75,6 +75,12 @@ class InstanceContrastiveLoss(WeightedLoss):
 
     def forward(self, local_features: torch.Tensor,
                 global_features: torch.Tensor) -> torch.Tensor:
+        """Weighted InfoNCE of each sample's local view against its global view.
+
+        Both inputs are raw (N, D) features. Up to ``num_negatives`` samples of the bank join
+        as further queries and negatives; their mean loss weighs as much as the batch's. Call
+        :meth:`build` first and :meth:`memorize` after the step.
+        """
         if self.head is None:
             raise RuntimeError('InstanceContrastiveLoss.build(feature_dim) was not called.')
         n = local_features.size(0)
@@ -163,6 +169,9 @@ class SupConLoss(WeightedLoss):
 
     def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor,
                 labels: torch.Tensor) -> torch.Tensor:
+        """Weighted SupCon over the student and teacher views of each sample, ``labels`` (N,)
+        marking the positives (the generator's sampled classes).
+        """
         views = torch.stack([F.normalize(self.student_proj(student_features), dim=1),
                              F.normalize(self.teacher_proj(teacher_features), dim=1)], dim=1)
         return self.loss_weight * supervised_contrastive(views, labels, self.temperature)

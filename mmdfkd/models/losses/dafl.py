@@ -15,6 +15,7 @@ class OneHotLoss(WeightedLoss):
     """
 
     def forward(self, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Weighted cross-entropy of (N, C) teacher logits against their own arg-max."""
         pseudo_labels = teacher_logits.argmax(dim=1).detach()
         return self.loss_weight * F.cross_entropy(teacher_logits, pseudo_labels)
 
@@ -31,6 +32,7 @@ class InformationEntropyLoss(WeightedLoss):
     """
 
     def forward(self, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Weighted negative entropy of the batch mean of softmax((N, C) teacher logits)."""
         mean_prob = F.softmax(teacher_logits, dim=1).mean(dim=0)
         neg_entropy = (mean_prob * torch.log(mean_prob.clamp_min(1e-12))).sum()
         return self.loss_weight * neg_entropy
@@ -45,4 +47,5 @@ class ActivationLoss(WeightedLoss):
     """
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Weighted negative mean absolute activation of (N, ...) teacher features."""
         return -self.loss_weight * features.abs().flatten(1).mean()

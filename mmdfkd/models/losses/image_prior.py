@@ -21,6 +21,9 @@ class TotalVariationLoss(WeightedLoss):
         self.p = p
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Weighted mean squared (``p=2``) or absolute (``p=1``) neighbour difference of
+        (N, C, H, W) images, over rows plus over columns.
+        """
         dh = images[..., 1:, :] - images[..., :-1, :]
         dw = images[..., :, 1:] - images[..., :, :-1]
         if self.p == 1:

@@ -58,6 +58,7 @@ class KLDivergenceLoss(WeightedLoss):
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Weighted batch mean of the per-sample KD term; both logits are (N, C)."""
         return self.loss_weight * kl_divergence(student_logits, teacher_logits,
                                                 self.tau).mean()
 
@@ -116,6 +117,7 @@ class DecoupledKDLoss(WeightedLoss):
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Weighted batch mean of :func:`decoupled_kd`; both logits are (N, C)."""
         return self.loss_weight * decoupled_kd(student_logits, teacher_logits, self.tau,
                                                self.alpha, self.beta).mean()
 
@@ -139,6 +141,7 @@ class StandardizedKLLoss(WeightedLoss):
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Weighted batch mean of KD on the per-sample standardised (N, C) logits."""
         return self.loss_weight * kl_divergence(standardize_logits(student_logits),
                                                 standardize_logits(teacher_logits),
                                                 self.tau).mean()
@@ -154,6 +157,7 @@ class L1LogitLoss(WeightedLoss):
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Weighted batch mean of the per-sample L1 logit distance; both logits are (N, C)."""
         return self.loss_weight * l1_logit_distance(student_logits, teacher_logits).mean()
 
 
@@ -168,6 +172,7 @@ class MSELogitLoss(WeightedLoss):
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Weighted batch mean of the per-sample squared logit distance; both logits are (N, C)."""
         return self.loss_weight * mse_logit_distance(student_logits, teacher_logits).mean()
 
 
@@ -195,6 +200,9 @@ class AdversarialDisagreementLoss(WeightedLoss):
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Minus the weighted batch mean of the divergence (only agreeing samples count with
+        ``agree_only``; the others add zero to the mean).
+        """
         if self.divergence_name == 'kl':
             per_sample = self.divergence(student_logits, teacher_logits, self.tau)
         else:

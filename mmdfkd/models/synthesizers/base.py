@@ -106,6 +106,7 @@ class GeneratedImageShape:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """``(channels, img_size, img_size)`` of the generator's output."""
         return (self.generator.channels, self.generator.img_size, self.generator.img_size)
 
 
@@ -126,9 +127,11 @@ class PooledSynthesizer(BaseSynthesizer):
         self.register_buffer('_device_probe', torch.zeros(0), persistent=False)
 
     def set_work_dir(self, work_dir: str) -> None:
+        """Keep the pool's files in ``<work_dir>/synthetic_pool``."""
         self.pool.set_root(osp.join(work_dir, 'synthetic_pool'))
 
     @torch.no_grad()
     def sample(self, batch_size: int) -> torch.Tensor:
+        """``batch_size`` pooled images (uniformly drawn) on the synthesizer's device."""
         images, _ = self.pool.sample(batch_size, device=self._device_probe.device)
         return images

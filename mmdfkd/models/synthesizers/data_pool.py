@@ -302,6 +302,10 @@ class SyntheticDataPool(nn.Module):
 
     # Saved in checkpoints as part of the model's state dict.
     def get_extra_state(self) -> dict:
+        """The pool's index for the checkpoint: its batch files with their sizes, the next file
+        id and the folder. Flushes pending writes first, and the files the cap dropped since
+        the last checkpoint are deleted only at the next add, once this checkpoint is written.
+        """
         self.flush()  # the checkpoint's index must describe files that are up to date
         # The files the previous index named and the cap has dropped since are still the
         # latest checkpoint's on disk until this one is written: delete them at the next add.
@@ -311,6 +315,9 @@ class SyntheticDataPool(nn.Module):
         return {'batches': list(self._batches), 'next_id': self._next_id, 'root': self.root}
 
     def set_extra_state(self, state: dict) -> None:
+        """Restore the index a checkpoint saved (the files stay on disk in ``root``); each
+        process reads its own files where they are there.
+        """
         self._batches = [tuple(b) for b in state['batches']]
         self._next_id = state['next_id']
         if self.root is None:

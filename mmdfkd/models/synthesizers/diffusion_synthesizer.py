@@ -189,6 +189,7 @@ class DiffusionSynthesizer(PooledSynthesizer):
 
     @property
     def unet(self) -> nn.Module:
+        """The pipeline's frozen denoiser (a UNet2DModel or UNet2DConditionModel)."""
         return self._frozen['unet']
 
     @property
@@ -247,6 +248,7 @@ class DiffusionSynthesizer(PooledSynthesizer):
 
     # ------------------------------------------------------------------ guidance
     def bind(self, teacher: nn.Module) -> None:
+        """Hook the BN-statistics term, when configured, to the teacher's BN layers."""
         if self.bn_loss is not None:
             self.bn_loss.bind(teacher)
 
@@ -337,6 +339,14 @@ class DiffusionSynthesizer(PooledSynthesizer):
     # ------------------------------------------------------------------ synthesis
     def synthesize(self, distiller: 'DataFreeDistiller',
                    optim_wrapper: OptimWrapper | None = None) -> dict[str, torch.Tensor]:
+        """Denoise one class-balanced batch under the teacher's guidance and pool it.
+
+        Every timestep's guidance terms are averaged into the returned losses; every
+        ``cutmix_every`` steps the latents are CutMixed (targets mixed by area, the seam
+        band resampled ``repair_steps`` times, RePaint-style). The decoded images are pooled
+        with the teacher's logits; ``target_acc`` says how many the teacher reads as their
+        (larger) target class. ``optim_wrapper`` is unused: the diffusion model stays frozen.
+        """
         device = self._device_probe.device
         labels = self.balanced_targets(self.batch_size, device)
         targets = F.one_hot(labels, self.num_classes).float()

@@ -126,6 +126,9 @@ class GenerativeInversionSynthesizer(GeneratedImageShape, PooledSynthesizer):
         self.register_buffer('rounds', torch.zeros((), dtype=torch.long))
 
     def bind(self, teacher: nn.Module) -> None:
+        """Hook the BN term to the teacher and size the contrastive head from its embedding
+        (the BN inputs, or the outputs of ``contrastive_layers``).
+        """
         self.bn_loss.bind(teacher)
         if self.contrastive is None:
             return
@@ -163,6 +166,15 @@ class GenerativeInversionSynthesizer(GeneratedImageShape, PooledSynthesizer):
 
     def synthesize(self, distiller: 'DataFreeDistiller',
                    optim_wrapper: OptimWrapper | None) -> dict[str, torch.Tensor]:
+        """Fit the generator and latents to one class-balanced batch and pool the best images.
+
+        ``iterations`` inner Adam steps on a working copy of the generator (BN, CE, the
+        adversarial term after ``adversarial_warmup`` rounds, the contrastive term); then the
+        kept generator gets the meta update (``meta``), the working copy's weights, or
+        nothing (``reset_generator``). The images of the lowest-loss inner step go to the
+        pool with the teacher's logits. ``optim_wrapper`` updates the meta generator and the
+        contrastive head.
+        """
         needs_persistent = self.meta is not None or self.contrastive is not None
         if needs_persistent and optim_wrapper is None:
             raise ValueError("model.synthesizer with meta or contrastive needs "

@@ -37,6 +37,7 @@ class NearestUpsample2x(nn.Module):
     It has no parameters, so it replaced ``nn.Upsample`` without changing state-dict keys."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Each pixel repeated 2x2: (N, C, H, W) -> (N, C, 2H, 2W)."""
         if x.dim() != 4:
             raise ValueError(f'NearestUpsample2x expects (N, C, H, W) tensors, got shape '
                              f'{tuple(x.shape)}')
@@ -63,11 +64,13 @@ class ConditionalBatchNorm2d(nn.Module):
         nn.init.zeros_(self.beta.weight)
 
     def reset_parameters(self) -> None:
+        """Batch statistics reset; every class's scale back to 1 and shift to 0."""
         self.bn.reset_parameters()
         nn.init.ones_(self.gamma.weight)
         nn.init.zeros_(self.beta.weight)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Normalise (N, C, H, W) ``x`` by the batch, then scale and shift it per label."""
         out = self.bn(x)
         return out * self.gamma(labels)[:, :, None, None] + self.beta(labels)[:, :, None, None]
 
@@ -167,6 +170,9 @@ class DCGANGenerator(_LabelConditionedGenerator):
         ])
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (N, channels, img_size, img_size) from codes (N, latent_dim); ``labels`` (N,)
+        are required when the generator is class-conditional and ignored otherwise.
+        """
         z = self._embed_labels(z, labels)
         x = self.project(z).view(z.size(0), -1, self.init_size, self.init_size)
         return self._run(self.body, x, labels)
@@ -242,6 +248,10 @@ class ConditionalImageEditor(_LabelConditionedGenerator):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 image: torch.Tensor | None = None) -> torch.Tensor:
+        """An edit of ``image`` (N, channels, img_size, img_size) from codes (N, latent_dim) and,
+        when class-conditional, ``labels`` (N,): a U-Net-like pass that sees the image at full
+        and half size and mixes the noise in at half size.
+        """
         if image is None:
             raise ValueError('ConditionalImageEditor edits an image: call it with image= '
                              '(use it inside PriorResidualGenerator, which passes the prior).')
@@ -313,6 +323,7 @@ class PriorResidualGenerator(BaseModule):
 
     @property
     def conditional(self) -> bool:
+        """Whether the inner generator takes labels."""
         return bool(getattr(self.inner, 'conditional', False))
 
     def sample_latent(self, n: int, device: torch.device | str = 'cpu') -> torch.Tensor:
@@ -321,6 +332,10 @@ class PriorResidualGenerator(BaseModule):
         return torch.cat([priors, torch.randn(n, self.noise_dim, device=device)], 1)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images from codes ``[flattened prior, noise]`` (see :meth:`sample_latent`): the prior
+        plus ``residual_scale`` times the inner generator's output, ``edit_passes`` times for an
+        image editor; ``labels`` (N,) go to a conditional inner generator.
+        """
         if z.size(1) != self.latent_dim:
             raise ValueError(f'PriorResidualGenerator expects codes of size {self.latent_dim} '
                              f'(prior {self.prior_dim} + noise {self.noise_dim}), got '

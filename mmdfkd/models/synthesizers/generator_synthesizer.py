@@ -122,10 +122,12 @@ class GeneratorSynthesizer(GeneratedImageShape, BaseSynthesizer):
             else None
 
     def set_work_dir(self, work_dir: str) -> None:
+        """Keep the pool's files, when there is a pool, in ``<work_dir>/synthetic_pool``."""
         if self.pool is not None:
             self.pool.set_root(osp.join(work_dir, 'synthetic_pool'))
 
     def bind(self, teacher: nn.Module) -> None:
+        """Hook the BN-statistics term, when configured, to the teacher's BN layers."""
         if 'bn' in self.losses:
             self.losses['bn'].bind(teacher)
 
@@ -152,6 +154,12 @@ class GeneratorSynthesizer(GeneratedImageShape, BaseSynthesizer):
 
     def synthesize(self, distiller: 'DataFreeDistiller',
                    optim_wrapper: OptimWrapper | None) -> dict[str, torch.Tensor]:
+        """One generator update on a fresh batch with the configured terms.
+
+        With ``refine_steps`` the batch is then refined in pixel space; with a pool the images
+        the teacher has just answered are pooled. A conditional generator also reports
+        ``label_acc``: how many images the teacher reads as the class they were made for.
+        """
         if optim_wrapper is None:
             raise ValueError("GeneratorSynthesizer needs optim_wrapper['synthesizer'].")
         images, labels = self._generate(self.batch_size)
@@ -229,6 +237,7 @@ class GeneratorSynthesizer(GeneratedImageShape, BaseSynthesizer):
 
     @torch.no_grad()
     def sample(self, batch_size: int) -> torch.Tensor:
+        """The images of :meth:`sample_labelled`, without their labels."""
         return self.sample_labelled(batch_size)[0]
 
     @torch.no_grad()

@@ -160,6 +160,7 @@ class ImagePriorSynthesizer(PooledSynthesizer):
 
     @property
     def done(self) -> bool:
+        """Whether the pool holds ``num_images`` labelled images (the query budget is spent)."""
         return len(self.pool) >= self.num_images
 
     def synthesize(self, algorithm: 'DIPKD',
@@ -196,16 +197,21 @@ class ImagePriorSynthesizer(PooledSynthesizer):
         return lam.to(device) * a + (1 - lam.to(device)) * b
 
     def class_counts(self, num_classes: int) -> torch.Tensor:
+        """How many pooled images the teacher labelled as each class, shape (num_classes,)."""
         return torch.bincount(self.pool.labels(), minlength=num_classes)
 
     @torch.no_grad()
     def sample_labelled(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch_size`` pooled images with their teacher labels, drawn with replacement (every
+        class equally likely when ``balanced``).
+        """
         records = self.pool.gather(self.pool.sample_index(batch_size, self.balanced),
                                    device=self._device_probe.device)
         return records['images'], records['labels']
 
     @torch.no_grad()
     def sample(self, batch_size: int) -> torch.Tensor:
+        """The images of :meth:`sample_labelled`, without their labels."""
         return self.sample_labelled(batch_size)[0]
 
     @torch.no_grad()

@@ -78,10 +78,17 @@ class InversionSynthesizer(PooledSynthesizer):
                              f'equal model.synthesizer.image_shape {self.image_shape}')
 
     def bind(self, teacher: nn.Module) -> None:
+        """Hook the BN-statistics term to the teacher's BN layers."""
         self.bn_loss.bind(teacher)
 
     def synthesize(self, distiller: 'DataFreeDistiller',
                    optim_wrapper: OptimWrapper | None) -> dict[str, torch.Tensor]:
+        """Optimise one class-balanced batch of pixels and pool it with the teacher's logits.
+
+        The batch starts as Gaussian noise or from ``init`` (e.g. image priors) and takes
+        ``iterations`` Adam steps of BN, CE towards its targets and the configured priors
+        (TV, L2, adversarial); ``target_acc`` says how many the teacher reads as their target.
+        """
         device = next(distiller.teacher.parameters()).device
         targets = self.balanced_targets(self.batch_size, device)
         if self.init is None:

@@ -34,6 +34,7 @@ class TeacherAccessError(ValueError):
 
 
 def access_rank(access: str) -> int:
+    """The position of ``access`` in ``ACCESS_LEVELS``, from the least to the most access."""
     if access not in ACCESS_LEVELS:
         raise ValueError(f"unknown teacher access level '{access}'; one of {ACCESS_LEVELS}")
     return ACCESS_LEVELS.index(access)
@@ -195,6 +196,9 @@ class BaseTeacher(nn.Module):
 
     # The cache goes into checkpoints with the counters, so a resumed run re-buys nothing.
     def get_extra_state(self) -> dict:
+        """The answer cache for the checkpoint: the images' 20-byte SHA-1 keys as a uint8
+        (K, 20) tensor and the answers stacked.
+        """
         if not self._cache:
             return {'keys': torch.zeros(0, 20, dtype=torch.uint8), 'answers': None}
         keys = torch.frombuffer(bytearray(b''.join(self._cache)), dtype=torch.uint8)
@@ -202,6 +206,7 @@ class BaseTeacher(nn.Module):
         return {'keys': keys, 'answers': torch.stack(list(self._cache.values()))}
 
     def set_extra_state(self, state: dict) -> None:
+        """Restore the answer cache a checkpoint saved (kept on the CPU)."""
         self._cache = {}
         if state.get('answers') is None:
             return
@@ -211,5 +216,6 @@ class BaseTeacher(nn.Module):
             self._cache[raw[20 * i:20 * (i + 1)]] = answer
 
     def extra_repr(self) -> str:
+        """Access level, class count and query budget, in the module's repr."""
         return (f'access={self.access}, num_classes={self.num_classes}, '
                 f'query_budget={self.query_budget}')

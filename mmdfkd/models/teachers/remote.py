@@ -63,6 +63,11 @@ class RemoteTeacherClient:
         self._client = httpx.Client(timeout=timeout_s)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Answers for ``images`` (N, C, H, W), posted ``batch_size`` at a time with retries:
+        labels (N,) for ``'top1'``, probabilities (N, num_classes) for ``'probs'``. A
+        :class:`TeacherUnavailableError` carries the answers of the batches posted before
+        it (``answered``), so what was bought is kept.
+        """
         chunks: list[torch.Tensor] = []
         for i in range(0, images.size(0), self.batch_size):
             try:
@@ -123,4 +128,5 @@ class RemoteTeacherClient:
         return self._client.get(f'{self.url}/health').json()
 
     def close(self) -> None:
+        """Close the HTTP connection pool."""
         self._client.close()

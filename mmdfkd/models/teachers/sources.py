@@ -117,6 +117,7 @@ def check_state_fits(model: nn.Module, state: dict, checkpoint: str,
 
 
 def check_output(output: str) -> str:
+    """``output`` itself when it is one of ``OUTPUTS``; a ``ValueError`` naming them otherwise."""
     if output not in OUTPUTS:
         raise ValueError(f"teacher output must be one of {OUTPUTS}, got '{output}'")
     return output
@@ -144,6 +145,7 @@ class ClassifierSource:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """The classifier's top-1 labels (N,) or probabilities (N, C) for ``images``, on the CPU."""
         logits = self._model(images.to(self.device), mode='tensor')
         out = logits.argmax(1) if self.output == 'top1' else logits.softmax(1)
         return out.cpu()
@@ -164,6 +166,9 @@ class CallableSource:
         self.fn = resolve_callable(fn)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """The callable's answer for ``images`` as labels (N,) (the top-1 of scores it returns)
+        or probabilities (N, C).
+        """
         answer = self.fn(images.detach().cpu().float().numpy())
         answer = torch.as_tensor(np.asarray(answer))
         if self.output == 'top1':
@@ -206,6 +211,7 @@ class OnnxClassifier:
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, num_classes) for a float32 batch (N, C, H, W)."""
         scores = self.session.run(None, {self.input_name: np.ascontiguousarray(
             images, dtype=np.float32)})[0]
         if self.outputs == 'probs':

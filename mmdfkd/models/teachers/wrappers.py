@@ -133,6 +133,7 @@ class WhiteBoxTeacher(BaseTeacher):
         self.model: nn.Module = load_classifier_weights(MODELS.build(model), checkpoint)
 
     def train(self, mode: bool = True) -> 'WhiteBoxTeacher':
+        """Set the mode of the wrapper; the wrapped classifier stays in eval mode."""
         super().train(mode)
         self.model.eval()  # a teacher's BN statistics and dropout never change
         return self

@@ -80,6 +80,9 @@ class BatchAugment(nn.Module):
                              f'size than they are tested at. {fix}')
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The augmented batch (N, C, H, W): one random draw per image (``per_sample``),
+        per chunk with ``groups`` (the batch split into that many), or one for the batch.
+        """
         if not self.per_sample:
             return self.pipeline(images)
         if self.groups is None:
@@ -108,6 +111,7 @@ class PartialMixup(nn.Module):
         self.ratio, self.alpha = ratio, alpha
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The batch with its first ``round(ratio * N)`` images blended with random partners."""
         n = images.size(0)
         m = int(round(self.ratio * n))
         if m == 0:

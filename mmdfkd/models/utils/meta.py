@@ -27,6 +27,7 @@ class MetaGradient:
         self._sum: list[torch.Tensor] | None = None
 
     def accumulate(self, fast: nn.Module) -> None:
+        """Add the fast copy's current gradients to the sum (``'fomaml'``; no-op for Reptile)."""
         if self.method != 'fomaml':
             return
         grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
@@ -35,6 +36,7 @@ class MetaGradient:
 
     @torch.no_grad()
     def apply(self, meta: nn.Module, fast: nn.Module) -> None:
+        """Write the meta gradient into ``meta``'s ``.grad`` fields for the caller's optimizer."""
         if self.method == 'reptile':
             grads = [m - f for m, f in zip(meta.parameters(), fast.parameters())]
         else:

@@ -23,12 +23,15 @@ class BalancedLabelSampler(nn.Module):
         self._next = 0
 
     def forward(self, n: int, device: torch.device | str = 'cpu') -> torch.Tensor:
+        """``n`` labels continuing the class cycle, shuffled, on ``device``."""
         targets = (torch.arange(n) + self._next) % self.num_classes
         self._next = (self._next + n) % self.num_classes
         return targets[torch.randperm(n)].to(device)
 
     def get_extra_state(self) -> dict:
+        """The cycle position, saved in checkpoints."""
         return {'next_class': self._next}
 
     def set_extra_state(self, state: dict) -> None:
+        """Continue the cycle where the checkpoint left it."""
         self._next = int(state['next_class']) % self.num_classes
