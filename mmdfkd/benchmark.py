@@ -386,16 +386,101 @@ def read_docs_section(path: str, suite: str) -> tuple[list[dict], list[str]]:
     return rows, commands
 
 
-def update_docs(path: str, suite: str, table: str) -> None:
-    """Replace (or append) the suite's section between markers in a markdown file."""
-    begin, end = f'<!-- suite:{suite}:begin -->', f'<!-- suite:{suite}:end -->'
-    block = f'{begin}\n{table}{end}'
-    text = open(path).read() if osp.isfile(path) else '# Benchmarks\n'
+def _replace_block(text: str, begin: str, end: str, body: str) -> str:
+    """``text`` with what lies between the markers ``begin`` and ``end`` set to ``body``
+    (the block appended at the end when the markers are missing)."""
+    block = f'{begin}\n{body}{end}'
     if begin in text and end in text:
-        text = re.sub(re.escape(begin) + '.*?' + re.escape(end), lambda _: block, text,
+        return re.sub(re.escape(begin) + '.*?' + re.escape(end), lambda _: block, text,
                       flags=re.S)
-    else:
-        text = text.rstrip('\n') + '\n\n' + block + '\n'
-    save_whole(text.encode(), path, 'benchmark docs',
+    return text.rstrip('\n') + '\n\n' + block + '\n'
+
+
+def _save_text(text: str, path: str, what: str) -> None:
+    save_whole(text.encode(), path, what,
                'Free space and run the suite again with --docs; the file is as before.',
                save=lambda data, file: file.write(data))
+
+
+def update_docs(path: str, suite: str, table: str) -> None:
+    """Replace (or append) the suite's section between markers in a markdown file."""
+    text = open(path).read() if osp.isfile(path) else '# Benchmarks\n'
+    text = _replace_block(text, f'<!-- suite:{suite}:begin -->', f'<!-- suite:{suite}:end -->',
+                          table)
+    _save_text(text, path, 'benchmark docs')
+
+
+# Option sets several rows share, by what they stand for (config READMEs show the name).
+OPTION_SETS = {
+    FOLDED: 'student folded from the teacher, student lr 0.01 (`FOLDED` in mmdfkd/benchmark.py)',
+    LABELMIX_TEXTURE: "synthesizer of `dipkd_labelmix_texture_lenet5_lenet5_fmnist.py` "
+                      '(`LABELMIX_TEXTURE` in mmdfkd/benchmark.py)',
+}
+# A config folder's README shows the benchmark rows of its configs between these markers.
+RESULTS_BEGIN, RESULTS_END = '<!-- results:begin -->', '<!-- results:end -->'
+
+
+def format_folder_results(folder: str, docs_path: str) -> str:
+    """The benchmark rows whose config lies in ``folder`` (``'configs/dipkd'``), with the
+    results ``docs_path`` documents for them, as one markdown table: what the folder's
+    README holds between :data:`RESULTS_BEGIN` and :data:`RESULTS_END`. A row the docs do
+    not hold yet shows ``-``."""
+    folder = folder.rstrip('/')
+    lines = ['Rows of the benchmark suites in [docs/benchmarks.md](../../docs/benchmarks.md) '
+             "(each with the command that ran it) whose config lies in this folder: the student's",
+             'accuracy on the real test split, the only real images a data-free run reads, on a',
+             '2-core CPU. `python tools/benchmark.py --docs docs/benchmarks.md` rewrites this',
+             'table; a config without a row has not been measured (the CIFAR configs carry the',
+             'published recipes for GPU users).', '',
+             '| suite | row | config | changed from the config | teacher acc (%) | '
+             'student acc (%) | acc @ mark (%) | wall (s) | teacher queries |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for suite_name, suite in SUITES.items():
+        documented = {r.get('method'): r for r in read_docs_section(docs_path, suite_name)[0]}
+        for row in suite.rows:
+            if osp.dirname(row.config) != folder:
+                continue
+            result = documented.get(row.method, {})
+            named = OPTION_SETS.get(tuple(row.cfg_options))
+            changes = [named] if named else [f'`{option}`' for option in row.cfg_options]
+            if row.serve:
+                changes.append('teacher served over HTTP (`tools/serve_teacher.py`)')
+            student = result.get('student_acc')
+            student_cell = '-' if student is None else f'{student:.2f}'
+            if student is not None and result.get('student_acc_seeds'):
+                student_cell += f" (mean of {len(result['student_acc_seeds'])} seeds)"
+            at_mark = result.get('student_acc_at_mark')
+            mark_cell = ('-' if at_mark is None or result.get('acc_at_s') is None
+                         else f"{at_mark:.2f} @ {result['acc_at_s']:g} s")
+            teacher, wall = result.get('teacher_acc'), result.get('wall_s')
+            lines.append(
+                f"| {suite_name} | {row.method} | `{osp.basename(row.config)}` | "
+                f"{', '.join(changes) or '-'} | "
+                f"{'-' if teacher is None else f'{teacher:.2f}'} | {student_cell} | "
+                f"{mark_cell} | {'-' if wall is None else f'{wall:.0f}'} | "
+                f"{result.get('teacher_queries', '-')} |")
+    return '\n'.join(lines) + '\n'
+
+
+def config_folders() -> list[str]:
+    """The config folders (``'configs/<method>'``) that hold a benchmark row's config."""
+    return sorted({osp.dirname(row.config) for suite in SUITES.values() for row in suite.rows})
+
+
+def update_config_readmes(docs_path: str, root: str) -> list[str]:
+    """Rewrite the results table of every ``<root>/configs/<method>/README.md`` that has
+    the results markers from ``docs_path``; returns the READMEs written."""
+    written = []
+    for folder in config_folders():
+        readme = osp.join(root, folder, 'README.md')
+        if not osp.isfile(readme):
+            continue
+        text = open(readme).read()
+        if RESULTS_BEGIN not in text or RESULTS_END not in text:
+            continue
+        new = _replace_block(text, RESULTS_BEGIN, RESULTS_END,
+                             format_folder_results(folder, docs_path))
+        if new != text:
+            _save_text(new, readme, 'config README')
+            written.append(readme)
+    return written

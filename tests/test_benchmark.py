@@ -319,3 +319,71 @@ def test_bad_arguments_fail_before_any_work(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and 'does not exist' in missing.stderr
     assert not osp.exists(tmp_path / 'out' / 'teacher')
+
+
+def test_config_folder_results_follow_the_documented_rows(tmp_path):
+    """A config folder's README table is built from the docs page: a seeded row shows its
+    mean and seed count, shared option sets their name, a row never run '-', and rewriting
+    touches only the block between the markers."""
+    from mmdfkd.benchmark import (RESULTS_BEGIN, RESULTS_END, format_folder_results,
+                                  format_markdown, update_config_readmes)
+    docs = str(tmp_path / 'docs' / 'benchmarks.md')
+    (tmp_path / 'docs').mkdir()
+    rows = [dict(method='fast_dfkd', access='white-box', teacher_acc=91.5, student_acc=80.5,
+                 student_acc_at_mark=79.25, acc_at_s=180.0, wall_s=694, teacher_queries=42,
+                 peak_rss_mb=900),
+            dict(method='fast_dfkd-folded', access='white-box', teacher_acc=91.5,
+                 student_acc=82.0, student_acc_seeds=[81.0, 83.0], seeds=[0, 1],
+                 student_acc_std=1.41, student_acc_at_mark=None, acc_at_s=180.0, wall_s=778,
+                 teacher_queries=43, peak_rss_mb=901)]
+    update_docs(docs, 'fmnist', format_markdown('fmnist', rows, 'c'))
+    table = format_folder_results('configs/fast_dfkd', docs).splitlines()
+    assert ('| fmnist | fast_dfkd | `fast_dfkd_lenet5bn_lenet5half_fmnist.py` | - | 91.50 | '
+            '80.50 | 79.25 @ 180 s | 694 | 42 |') in table
+    folded = next(line for line in table if line.startswith('| fmnist | fast_dfkd-folded |'))
+    assert '| student folded from the teacher, student lr 0.01' in folded
+    assert '| 82.00 (mean of 2 seeds) | - | 778 | 43 |' in folded
+    sliced = next(line for line in table if line.startswith('| fmnist | fast_dfkd-sliced |'))
+    assert sliced.endswith('| `model.student_init_from_teacher=magnitude` | - | - | - | - | - |')
+    # every fast_dfkd row of the suites and nothing else
+    assert sum(line.startswith('| fmnist') for line in table) == sum(
+        osp.dirname(r.config) == 'configs/fast_dfkd' for r in SUITES['fmnist'].rows)
+
+    readme = tmp_path / 'configs' / 'fast_dfkd' / 'README.md'
+    readme.parent.mkdir(parents=True)
+    readme.write_text(f'# Fast-DFKD\n\nabove\n\n{RESULTS_BEGIN}\nold table\n{RESULTS_END}\n'
+                      'below\n')
+    assert update_config_readmes(docs, str(tmp_path)) == [str(readme)]
+    text = readme.read_text()
+    assert 'old table' not in text and text.startswith('# Fast-DFKD\n\nabove\n\n')
+    assert text.endswith(f'{RESULTS_END}\nbelow\n') and '80.50 | 79.25 @ 180 s' in text
+    assert update_config_readmes(docs, str(tmp_path)) == []  # already up to date
+
+
+def test_config_readmes_list_their_configs_and_the_documented_results():
+    """Every method folder of configs/ has a README naming each of its configs (and no
+    config that is not there), and its results table is what docs/benchmarks.md holds, so
+    neither goes stale when a config or a documented row changes."""
+    import glob
+    import re
+
+    from mmdfkd.benchmark import (RESULTS_BEGIN, RESULTS_END, config_folders,
+                                  format_folder_results)
+    docs = osp.join(ROOT, 'docs', 'benchmarks.md')
+    folders = sorted(osp.relpath(d, ROOT) for d in glob.glob(osp.join(ROOT, 'configs', '*'))
+                     if osp.isdir(d) and osp.basename(d) != '_base_')
+    assert set(config_folders()) <= set(folders)
+    for folder in folders:
+        readme = osp.join(ROOT, folder, 'README.md')
+        assert osp.isfile(readme), f'{folder} has no README.md'
+        text = open(readme).read()
+        for config in glob.glob(osp.join(ROOT, folder, '*.py')):
+            assert f'`{osp.basename(config)}`' in text, f'{readme} does not name {config}'
+        for named in re.findall(r'`([\w./-]+\.py)`', text):
+            where = osp.join(ROOT, named) if '/' in named else osp.join(ROOT, folder, named)
+            assert osp.isfile(where), f'{readme} names {named}, which does not exist'
+        if folder in config_folders():
+            block = text.split(RESULTS_BEGIN, 1)[1].split(RESULTS_END, 1)[0]
+            assert block == '\n' + format_folder_results(folder, docs), (
+                f'{readme} is out of date: python -c "from mmdfkd.benchmark import '
+                "update_config_readmes; update_config_readmes('docs/benchmarks.md', '.')\"")

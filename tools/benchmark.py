@@ -9,9 +9,10 @@ seconds, teacher queries (images sent to the teacher) and the process's peak RSS
 ``--acc-at-s-only`` stops each row right after that mark and updates only that column (a
 run follows the same trajectory up to the mark whatever happens after it). The teacher is
 trained first when its checkpoint is missing. ``--docs docs/benchmarks.md`` also rewrites
-that suite's section of the docs page. ``--seeds 0,1,2`` runs every selected row once per
-seed (``randomness.seed``; work dirs ``OUT/METHOD/seed_S``) and records the mean with each
-seed's accuracy, so a difference between rows can be read against the seed-to-seed spread.
+that suite's section of the docs page and the results tables of ``configs/*/README.md``.
+``--seeds 0,1,2`` runs every selected row once per seed (``randomness.seed``; work dirs
+``OUT/METHOD/seed_S``) and records the mean with each seed's accuracy, so a difference
+between rows can be read against the seed-to-seed spread.
 """
 import argparse
 import contextlib
@@ -30,7 +31,8 @@ sys.path.insert(0, ROOT)
 from mmdfkd.apis.cli_types import positive_int, positive_number  # noqa: E402
 from mmdfkd.benchmark import (SUITES, combine_seed_runs, format_markdown,  # noqa
                               merge_results, read_docs_section, read_run_result,
-                              timed_validation_options, update_docs)
+                              timed_validation_options, update_config_readmes,
+                              update_docs)
 
 
 def run_train(config: str, work_dir: str, cfg_options: list[str]) -> dict:
@@ -179,6 +181,12 @@ def main() -> None:
         f.write(table)
     if args.docs:
         update_docs(args.docs, args.suite, table)
+        # The config folders' READMEs show their rows of the repository's own docs page
+        # (another --docs file, e.g. a scratch copy, leaves them alone).
+        repo_docs = osp.join(ROOT, 'docs', 'benchmarks.md')
+        if osp.isfile(repo_docs) and osp.samefile(args.docs, repo_docs):
+            for readme in update_config_readmes(repo_docs, ROOT):
+                print(f'updated {osp.relpath(readme, ROOT)}')
     print(table)
 
 
