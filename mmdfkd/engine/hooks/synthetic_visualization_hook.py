@@ -82,7 +82,9 @@ class SyntheticVisualizationHook(Hook):
         else:
             images = synthesizer.sample(self.num_samples)
             labels = model.teacher(images, mode='tensor').argmax(1)
-            num_classes = int(getattr(model.teacher.head, 'num_classes', int(labels.max()) + 1))
+            # an mmpretrain head's class count, or a TorchClassifier's own
+            counted = getattr(getattr(model.teacher, 'head', model.teacher), 'num_classes', None)
+            num_classes = int(counted or int(labels.max()) + 1)
         # Drawn on the CPU: the images may come from a GPU, the grid goes to an image file.
         images, labels = images.cpu(), labels.cpu()
         grid = per_class_grid(images, labels, num_classes, self.per_class)

@@ -1,3 +1,4 @@
 from .ensemble import ClassifierEnsemble
+from .torch_classifier import TorchClassifier
 
-__all__ = ['ClassifierEnsemble']
+__all__ = ['ClassifierEnsemble', 'TorchClassifier']

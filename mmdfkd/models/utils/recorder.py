@@ -15,13 +15,18 @@ def deepest_output(output: torch.Tensor | tuple | list) -> torch.Tensor:
 
 
 def stage_names(model: nn.Module) -> list[str]:
-    """The module names a config would pick stages by: the backbone's children and the
-    entries of its lists or sequences of stages or blocks (ResNet's ``layer1..4``,
-    ``stages.N``, a transformer's ``layers.N``). A backbone may loop over a sequence itself,
-    so the sequence's own forward (and hook) never runs; its entries still do."""
+    """The module names a config would pick stages by: the backbone's children (an
+    mmpretrain classifier's ``backbone``, a ``TorchClassifier``'s wrapped ``model``, else the
+    model's own) and the entries of its lists or sequences of stages or blocks (ResNet's
+    ``layer1..4``, ``stages.N``, a transformer's ``layers.N``). A backbone may loop over a
+    sequence itself, so the sequence's own forward (and hook) never runs; its entries still
+    do."""
     modules = dict(model.named_modules())
-    children = [n for n in modules if n.startswith('backbone.') and n.count('.') == 1]
-    entries = [n for n in modules if n.startswith('backbone.') and n.count('.') == 2
+    body = next((f'{name}.' for name in ('backbone', 'model')
+                 if isinstance(getattr(model, name, None), nn.Module)), '')
+    depth = body.count('.')
+    children = [n for n in modules if n and n.startswith(body) and n.count('.') == depth]
+    entries = [n for n in modules if n.startswith(body) and n.count('.') == depth + 1
                and isinstance(modules[n.rsplit('.', 1)[0]], (nn.ModuleList, nn.Sequential))]
     return children + entries  # the stages first: long lists are cut in messages
 
