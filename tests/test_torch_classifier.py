@@ -107,3 +107,26 @@ def test_torchvision_models_distil_and_the_student_exports_back_to_torchvision(t
     student = runner.model.student.eval()
     with torch.no_grad():
         torch.testing.assert_close(plain_student(images), student(images, mode='tensor'))
+
+
+def test_a_served_torchvision_teacher_answers_like_the_plain_model(tmp_path):
+    """tools/serve_teacher.py serves a TorchClassifier config (its class count read from the
+    built model), and a hard-label client buys the plain model's top-1 labels."""
+    from mmdfkd.models.teachers import HardLabelTeacher
+
+    from .test_remote_teacher import Server, _free_port
+    plain = trained_like_resnet18(str(tmp_path / 'resnet18.pth'))
+    config = tmp_path / 'resnet18_teacher.py'
+    config.write_text("model = dict(type='TorchClassifier', model='torchvision.models:resnet18',"
+                      " model_kwargs=dict(num_classes=10))\n")
+    server = Server(str(tmp_path / 'resnet18.pth'), _free_port(), config=str(config)).start()
+    try:
+        assert server.health()['num_classes'] == 10
+        teacher = HardLabelTeacher(num_classes=10, url=server.url)
+        images = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            expected = plain(images).argmax(1)
+        assert torch.equal(teacher.query_labels(images), expected)
+        assert teacher.queries == 6
+    finally:
+        server.stop()

@@ -75,7 +75,7 @@ def main() -> None:
     resolved = resolve_model_reference(model_cfg, 'model')
     num_classes = ((resolved.get('head') or {}).get('num_classes')
                    or (resolved.get('backbone') or {}).get('num_classes'))
-    if num_classes is None:
+    if num_classes is None and resolved.get('type') != 'TorchClassifier':
         raise SystemExit(f'{args.config}: neither model.head.num_classes nor '
                          'model.backbone.num_classes is set')
     if not osp.isfile(args.checkpoint):
@@ -85,6 +85,12 @@ def main() -> None:
                          f'{args.config} writes one per epoch into its work dir)')
     source = ClassifierSource(model_cfg, args.checkpoint, output=args.output,
                               device=args.device)
+    # A plain PyTorch classifier (TorchClassifier) declares its classes once built: its
+    # final linear layer's out_features.
+    num_classes = num_classes or source.num_classes
+    if num_classes is None:
+        raise SystemExit(f'{args.config}: the model declares no class count; set '
+                         'model.feature_layer to its final nn.Linear')
     app = build_teacher_app(source, args.output, num_classes)
     print(f'serving {args.checkpoint} ({args.output}) on http://{args.host}:{args.port}',
           flush=True)

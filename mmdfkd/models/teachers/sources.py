@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint, weights_mismatch
+from mmdfkd.models.utils.classifier import declared_num_classes
 from mmdfkd.registry import MODELS
 from mmdfkd.utils.repo_paths import REPO_ROOT, found_under_repo_root
 
@@ -142,6 +143,11 @@ class ClassifierSource:
             model = load_classifier_weights(MODELS.build(model), checkpoint)
         self._model = model.eval().to(device)
         self.device = device
+
+    @property
+    def num_classes(self) -> int | None:
+        """The class count the classifier declares (``None`` when it declares none)."""
+        return declared_num_classes(self._model)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

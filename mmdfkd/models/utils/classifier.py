@@ -24,3 +24,13 @@ def classifier_logits_and_features(model: nn.Module,
     fc = getattr(model.head, 'fc', None)
     logits = fc(pre) if isinstance(fc, nn.Module) else model.head(feats)
     return logits, pre
+
+
+def declared_num_classes(model: nn.Module) -> int | None:
+    """The class count a built classifier declares: its head's ``num_classes`` (mmpretrain),
+    its own (``TorchClassifier``) or its backbone's (VGG); ``None`` when none does."""
+    for part in (getattr(model, 'head', None), model, getattr(model, 'backbone', None)):
+        count = getattr(part, 'num_classes', None)
+        if isinstance(count, int) and not isinstance(count, bool):
+            return count
+    return None
