@@ -125,6 +125,19 @@ def test_fold_errors_name_the_key():
     with pytest.raises(ValueError, match="student_init_from_teacher='fold'"):
         init_student_from_teacher(no_bn, teacher, 'fold')
 
+    def depthwise(width: int) -> torch.nn.Module:  # a MobileNet-like chain, as TorchClassifier
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(1, width, 3), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
+            torch.nn.Conv2d(width, width, 3, groups=width), torch.nn.BatchNorm2d(width),
+            torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+            torch.nn.Linear(width, 10))
+        return MODELS.build(dict(type='TorchClassifier', model=net))
+    # it crashed with a reshape error deep in the fold
+    with pytest.raises(ValueError, match=r"'model.3' is a grouped convolution \(groups=8\), "
+                                         r".*student_init_from_teacher='first'"):
+        init_student_from_teacher(depthwise(4), depthwise(8), 'fold')
+    init_student_from_teacher(depthwise(4), depthwise(8), 'first')  # what the message offers
+
 
 def test_distiller_passes_the_fold_seed(teacher_ckpt):
     """``model.student_init_seed`` reaches the fold's k-means: the distiller's student equals

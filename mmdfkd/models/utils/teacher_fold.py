@@ -167,6 +167,15 @@ def fold_student_from_teacher(student: nn.Module, teacher: nn.Module,
                          'have the same conv/linear layers (names); folding needs the same '
                          'architecture at different widths. Remove student_init_from_teacher '
                          'for other pairs.')
+    for name, layer, _ in t_chain:
+        if getattr(layer, 'groups', 1) != 1:
+            # A grouped (depthwise) conv reads only its group's inputs: merging channels
+            # across clusters would mix groups (MobileNets, ResNeXt).
+            raise ValueError(f"model.student_init_from_teacher='fold': '{name}' is a grouped "
+                             f'convolution (groups={layer.groups}), which folding cannot '
+                             "merge; use student_init_from_teacher='first' (the first "
+                             'channels of every layer, which keeps the groups) or none for '
+                             'this pair.')
     previous: tuple[torch.Tensor, torch.Tensor, int] | None = None  # (assign, scale, clusters)
     for index, (name, t_layer, t_bn) in enumerate(t_chain):
         s_layer, s_bn = s_chain[name]
