@@ -32,6 +32,23 @@ def trained_like_resnet18(path: str) -> torchvision.models.ResNet:
     return plain.eval()
 
 
+def torchvision_pair_config(tmp_path) -> str:
+    """DeepInversion's CIFAR-10 recipe with a torchvision ResNet-18 teacher and a torchvision
+    MobileNetV3-small student, as a user writes it."""
+    config = tmp_path / 'deepinversion_torchvision_cifar10.py'
+    recipe = config_path('deepinversion', 'deepinversion_resnet34_resnet18_cifar10.py')
+    config.write_text(
+        f"_base_ = ['{recipe}']\n"
+        "model = dict(\n"
+        "    teacher=dict(_delete_=True, type='TorchClassifier',\n"
+        "                 model='torchvision.models:resnet18',\n"
+        "                 model_kwargs=dict(num_classes=10)),\n"
+        "    student=dict(_delete_=True, type='TorchClassifier',\n"
+        "                 model='torchvision.models:mobilenet_v3_small',\n"
+        "                 model_kwargs=dict(num_classes=10)))\n")
+    return str(config)
+
+
 def test_a_plain_torchvision_checkpoint_is_a_teacher_that_answers_like_the_model(tmp_path):
     plain = trained_like_resnet18(str(tmp_path / 'resnet18.pth'))
     model = load_classifier_weights(MODELS.build(RESNET18), str(tmp_path / 'resnet18.pth'))
@@ -77,21 +94,11 @@ def test_torchvision_models_distil_and_the_student_exports_back_to_torchvision(t
     MobileNetV3-small student: one iteration, then the exported student.pth loads into the
     plain torchvision model and answers as the distilled student does."""
     trained_like_resnet18(str(tmp_path / 'resnet18.pth'))
-    config = tmp_path / 'deepinversion_torchvision_cifar10.py'
-    recipe = config_path('deepinversion', 'deepinversion_resnet34_resnet18_cifar10.py')
-    config.write_text(
-        f"_base_ = ['{recipe}']\n"
-        "model = dict(\n"
-        "    teacher=dict(_delete_=True, type='TorchClassifier',\n"
-        "                 model='torchvision.models:resnet18',\n"
-        "                 model_kwargs=dict(num_classes=10)),\n"
-        "    student=dict(_delete_=True, type='TorchClassifier',\n"
-        "                 model='torchvision.models:mobilenet_v3_small',\n"
-        "                 model_kwargs=dict(num_classes=10)))\n")
-    options = one_iteration_options(str(config), str(tmp_path / 'resnet18.pth'))
+    config = torchvision_pair_config(tmp_path)
+    options = one_iteration_options(config, str(tmp_path / 'resnet18.pth'))
     # the per-class grid reads the class count from the wrapper (it has no mmpretrain head)
     options['custom_hooks'] = [dict(type='SyntheticVisualizationHook', interval=1)]
-    cfg = load_config(str(config), cfg_options=options, work_dir=str(tmp_path / 'run'))
+    cfg = load_config(config, cfg_options=options, work_dir=str(tmp_path / 'run'))
     cfg.experiment_name = f'test_{uuid.uuid4().hex[:12]}'
     runner = build_runner(cfg)
     runner.train()
@@ -99,7 +106,7 @@ def test_torchvision_models_distil_and_the_student_exports_back_to_torchvision(t
     grids = tmp_path / 'run' / '*' / 'vis_data' / 'vis_image' / 'synthetic_per_class*'
     assert glob.glob(str(grids))
 
-    ckpt, _ = export_student(str(config), osp.join(str(tmp_path / 'run'), 'iter_1.pth'),
+    ckpt, _ = export_student(config, osp.join(str(tmp_path / 'run'), 'iter_1.pth'),
                              str(tmp_path / 'export'), options)
     plain_student = torchvision.models.mobilenet_v3_small(num_classes=10).eval()
     plain_student.load_state_dict(torch.load(ckpt, weights_only=False)['state_dict'])
@@ -130,3 +137,14 @@ def test_a_served_torchvision_teacher_answers_like_the_plain_model(tmp_path):
         assert teacher.queries == 6
     finally:
         server.stop()
+
+
+def test_get_flops_counts_torchvision_teacher_and_student(tmp_path):
+    from .test_get_flops import _get_flops
+    config = torchvision_pair_config(tmp_path)
+    proc, counts = _get_flops(tmp_path, config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for role, plain in (('teacher', torchvision.models.resnet18(num_classes=10)),
+                        ('student', torchvision.models.mobilenet_v3_small(num_classes=10))):
+        assert counts[role]['params'] == sum(p.numel() for p in plain.parameters())
+    assert counts['student']['flops'] < counts['teacher']['flops'] / 10

@@ -47,7 +47,9 @@ class _Logits(nn.Module):
 
 
 def _is_classifier(node: object) -> bool:
-    return isinstance(node, dict) and (is_model_reference(node) or 'backbone' in node)
+    # an mmpretrain classifier, a reference to one, or a plain PyTorch one (TorchClassifier)
+    return isinstance(node, dict) and (is_model_reference(node) or 'backbone' in node
+                                       or node.get('type') == 'TorchClassifier')
 
 
 def find_classifiers(model_cfg: dict) -> dict[str, dict | None]:
@@ -64,8 +66,8 @@ def find_classifiers(model_cfg: dict) -> dict[str, dict | None]:
             found[role] = model_cfg[role]
     if 'student' not in found:
         raise ValueError('model.student is not a classifier config (a dict with a backbone, '
-                         "or dict(cfg_path=...)); get_flops.py counts a data-free config's "
-                         'teacher and student.')
+                         "dict(cfg_path=...) or dict(type='TorchClassifier', ...)); "
+                         "get_flops.py counts a data-free config's teacher and student.")
     return found
 
 
