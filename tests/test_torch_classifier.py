@@ -84,6 +84,9 @@ def test_bad_torch_classifier_settings_name_the_fix():
         MODELS.build(dict(RESNET18, model='torchvision.models.resnet18'))
     with pytest.raises(ValueError, match="'torchvision.models:resnet1000' cannot be imported"):
         MODELS.build(dict(RESNET18, model='torchvision.models:resnet1000'))
+    with pytest.raises(ValueError, match=r"model_kwargs \{'num_class': 10\} do not fit "
+                                         r"'torchvision.models:resnet18': .*num_class"):
+        MODELS.build(dict(RESNET18, model_kwargs=dict(num_class=10)))
     with pytest.raises(ValueError, match=r"feature_layer 'head' is not a module of the model; "
                                          r"its linear layers are \['fc'\]"):
         MODELS.build(dict(RESNET18, feature_layer='head'))

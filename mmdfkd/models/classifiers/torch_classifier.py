@@ -71,7 +71,12 @@ class TorchClassifier(BaseClassifier):
                                  'a ready nn.Module takes none')
             module = model
         else:
-            module = import_factory(model)(**(model_kwargs or {}))
+            factory = import_factory(model)
+            try:
+                module = factory(**(model_kwargs or {}))
+            except TypeError as e:  # a misspelt or missing argument of the factory
+                raise ValueError(f"TorchClassifier model_kwargs {model_kwargs!r} do not fit "
+                                 f"'{model}': {e}") from e
             if not isinstance(module, nn.Module):
                 raise ValueError(f"TorchClassifier model '{model}' returned a "
                                  f'{type(module).__name__}, not an nn.Module')
