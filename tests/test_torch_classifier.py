@@ -79,8 +79,9 @@ def test_a_plain_torchvision_checkpoint_is_a_teacher_that_answers_like_the_model
 
 
 def test_bad_torch_classifier_settings_name_the_fix():
-    with pytest.raises(ValueError, match=r"'package.module:function' \(e.g. "
-                                         r"'torchvision.models:resnet18'\)"):
+    with pytest.raises(ValueError, match=r"TorchClassifier model must name a callable as "
+                                         r"'package.module:attribute' "
+                                         r"\(e.g. 'torchvision.models:resnet18'\)"):
         MODELS.build(dict(RESNET18, model='torchvision.models.resnet18'))
     with pytest.raises(ValueError, match="'torchvision.models:resnet1000' cannot be imported"):
         MODELS.build(dict(RESNET18, model='torchvision.models:resnet1000'))

@@ -1,7 +1,4 @@
 """Plain PyTorch classifiers (torchvision, timm, your own modules) as mmpretrain classifiers."""
-import importlib
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from mmpretrain.models.classifiers import BaseClassifier
@@ -9,24 +6,10 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from mmdfkd.registry import MODELS
+from mmdfkd.utils.named_callable import import_named_callable
 
 # The wrapped module's attribute name; its state-dict keys go without it (see below).
 _MODEL = 'model'
-
-
-def import_factory(name: str) -> Callable:
-    """The callable named ``'package.module:function'`` (e.g. ``'torchvision.models:resnet18'``)."""
-    module_name, sep, attr = name.partition(':')
-    if not sep or not module_name or not attr:
-        raise ValueError(f"TorchClassifier model must name a factory as 'package.module:function' "
-                         f"(e.g. 'torchvision.models:resnet18') or be an nn.Module, got {name!r}")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"TorchClassifier model '{name}' cannot be imported: {e}") from e
-    if not callable(factory):
-        raise ValueError(f"TorchClassifier model '{name}' is not callable")
-    return factory
 
 
 @MODELS.register_module()
@@ -71,7 +54,8 @@ class TorchClassifier(BaseClassifier):
                                  'a ready nn.Module takes none')
             module = model
         else:
-            factory = import_factory(model)
+            factory = import_named_callable(model, 'TorchClassifier model',
+                                            'torchvision.models:resnet18')
             try:
                 module = factory(**(model_kwargs or {}))
             except TypeError as e:  # a misspelt or missing argument of the factory

@@ -6,7 +6,6 @@ space) to what an access level allows: top-1 labels (``output='top1'``) or proba
 model inside never shows up in ``parameters()``, ``state_dict()``, hooks or checkpoints.
 """
 import glob
-import importlib
 import os.path as osp
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ from torch import nn
 from mmdfkd.engine.runner.checkpoint_loader import load_local_checkpoint, weights_mismatch
 from mmdfkd.models.utils.classifier import declared_num_classes
 from mmdfkd.registry import MODELS
+from mmdfkd.utils.named_callable import import_named_callable
 from mmdfkd.utils.repo_paths import REPO_ROOT, found_under_repo_root
 
 OUTPUTS = ('top1', 'probs')
@@ -229,14 +229,4 @@ def resolve_callable(fn: Callable | str) -> Callable:
     """A callable, or one named ``'package.module:attribute'``."""
     if callable(fn):
         return fn
-    if not isinstance(fn, str) or ':' not in fn:
-        raise ValueError(f"model.teacher.callable must be a callable or 'package.module:name', "
-                         f'got {fn!r}')
-    module_name, _, attr = fn.partition(':')
-    try:
-        target = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"model.teacher.callable '{fn}' cannot be imported: {e}") from e
-    if not callable(target):
-        raise ValueError(f"model.teacher.callable '{fn}' is not callable")
-    return target
+    return import_named_callable(fn, 'model.teacher.callable', 'my_package.models:predict')
