@@ -120,6 +120,21 @@ def test_torchvision_models_distil_and_the_student_exports_back_to_torchvision(t
         torch.testing.assert_close(plain_student(images), student(images, mode='tensor'))
 
 
+def test_a_local_hard_label_torchvision_teacher_gives_labels_only(tmp_path):
+    """DIP-KD's setting with a plain checkpoint: HardLabelTeacher over a TorchClassifier
+    answers the plain model's top-1 and counts the queries."""
+    from mmdfkd.models.teachers import HardLabelTeacher
+    plain = trained_like_resnet18(str(tmp_path / 'resnet18.pth'))
+    teacher = HardLabelTeacher(num_classes=10, model=RESNET18,
+                               checkpoint=str(tmp_path / 'resnet18.pth'))
+    images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    labels = teacher(images)
+    with torch.no_grad():
+        assert torch.equal(labels, plain(images).argmax(1))
+    assert labels.dtype == torch.long and teacher.queries == 5
+    assert not list(teacher.parameters())  # the model stays behind the wrapper
+
+
 def test_a_served_torchvision_teacher_answers_like_the_plain_model(tmp_path):
     """tools/serve_teacher.py serves a TorchClassifier config (its class count read from the
     built model), and a hard-label client buys the plain model's top-1 labels."""
