@@ -288,3 +288,40 @@ def test_class_names_come_from_the_evaluation_split_or_fall_back_to_indices(tmp_
     assert evaluation_class_names(wrapped, 2) == (['cat', 'dog'], None)
     fmnist = Config.fromfile(config_path(*CONFIG.split('/')))
     assert evaluation_class_names(fmnist, 10)[0][9] == 'Ankle boot'
+
+
+@needs_fmnist
+def test_the_student_exports_to_onnx_and_answers_as_in_torch(teacher_ckpt, tmp_path):
+    """export_student_onnx (tools/export_student.py --onnx): any batch size, the torch
+    student's logits on real test images, and --shape only with --onnx."""
+    pytest.importorskip('onnxruntime')
+    import subprocess
+    import sys
+
+    import onnxruntime
+
+    from mmdfkd.apis.export import export_student_onnx
+    from mmdfkd.datasets.fashion_mnist import FashionMNISTIdx
+
+    from .conftest import ROOT
+    runner = run_datafree(CONFIG, str(tmp_path / 'run'), teacher_ckpt, max_iters=1)
+    config = config_path(*CONFIG.split('/'))
+    ckpt, _ = export_student(config, last_checkpoint(str(tmp_path / 'run')),
+                             str(tmp_path / 'export'))
+    onnx_path = str(tmp_path / 'export' / 'student.onnx')
+    assert export_student_onnx(config, ckpt, onnx_path) < 1e-4
+    # seven real test images, normalised as the config's test pipeline does (pad to 32)
+    split = FashionMNISTIdx(split='test', indices=7, lazy_init=False)
+    pixels = torch.stack([torch.from_numpy(split.get_data_info(i)['img']) for i in range(7)])
+    images = (torch.nn.functional.pad(pixels.float().unsqueeze(1), (2, 2, 2, 2)) - 72.94) / 90.0
+    session = onnxruntime.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
+    answered = torch.from_numpy(session.run(None, {'images': images.numpy()})[0])
+    with torch.no_grad():
+        expected = runner.model.student.eval()(images, mode='tensor')
+    torch.testing.assert_close(answered, expected, atol=1e-4, rtol=1e-4)
+
+    refused = subprocess.run(
+        [sys.executable, f'{ROOT}/tools/export_student.py', config, ckpt, str(tmp_path / 'x'),
+         '--shape', '1', '32', '32'], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode != 0 and '--shape is the input size of the ONNX model' in (
+        refused.stderr)

@@ -1,7 +1,11 @@
 """Turn a data-free checkpoint into a student-only mmpretrain checkpoint + config."""
 import os
 import os.path as osp
+from collections.abc import Sequence
 from typing import Any
+
+import torch
+from torch import nn
 
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -14,6 +18,24 @@ from mmdfkd.utils import resolve_model_reference
 from mmdfkd.utils.atomic_save import save_whole
 
 STUDENT_PREFIX = 'student.'
+
+
+def synthetic_image_shape(cfg: Config, shape: Sequence[int] | None = None
+                          ) -> tuple[int, int, int]:
+    """``shape`` (C, H, W) when given, else the image size a data-free config synthesises:
+    ``model.synthesizer.image_shape``, or its generator's ``channels`` x ``img_size``."""
+    if shape:
+        if len(shape) != 3:
+            raise ValueError(f'--shape takes C H W (e.g. --shape 1 32 32); got {list(shape)}')
+        return tuple(shape)
+    synthesizer = cfg.model.get('synthesizer') or {}
+    generator = synthesizer.get('generator') or {}
+    if synthesizer.get('image_shape') is not None:
+        return tuple(synthesizer['image_shape'])
+    if 'img_size' in generator:  # generator methods: (channels, img_size, img_size)
+        return (generator.get('channels', 3), generator['img_size'], generator['img_size'])
+    raise ValueError('neither model.synthesizer.image_shape nor model.synthesizer.generator.'
+                     'img_size is set: give the input size as --shape C H W.')
 
 
 def _qualify_mmdfkd_types(cfg: Any) -> Any:
@@ -98,3 +120,56 @@ def export_student(config: str, checkpoint: str, out_dir: str,
     cfg_path = osp.join(out_dir, 'student_config.py')
     student_cfg.dump(cfg_path)
     return ckpt_path, cfg_path
+
+
+class _Logits(nn.Module):
+    """An mmpretrain classifier's ``forward(images, mode='tensor')`` as a plain forward."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of normalised images (N, C, H, W)."""
+        return self.classifier(images, mode='tensor')
+
+
+def export_student_onnx(config: str, student_ckpt: str, onnx_path: str,
+                        cfg_options: dict | None = None,
+                        shape: Sequence[int] | None = None) -> float:
+    """Write the exported student (``student_ckpt``, from :func:`export_student`) as an ONNX
+    model: normalised images ``(N, C, H, W)`` in (any batch size), logits out, the input
+    size from ``config`` unless ``shape`` is given. onnxruntime then runs it on a random
+    batch; returns the largest difference from the torch student's logits.
+    """
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise ImportError('--onnx needs onnx and onnxruntime: pip install onnx onnxruntime '
+                          '(requirements/optional.txt)') from e
+    cfg = Config.fromfile(config)
+    merge_cfg_options(cfg, cfg_options, config)
+    image_shape = synthetic_image_shape(cfg, shape)
+    init_default_scope(cfg.get('default_scope', 'mmdfkd'))
+    student = MODELS.build(resolve_model_reference(cfg.model.student.to_dict(), 'model.student'))
+    student.load_state_dict(torch.load(student_ckpt, map_location='cpu',
+                                       weights_only=False)['state_dict'])
+    # The wrapper in eval mode too: the exporter restores the wrapper's mode on the way out,
+    # which would put a train-mode wrapper's student into train mode (batch BN statistics).
+    logits = _Logits(student).eval()
+    probe = torch.randn(2, *image_shape, generator=torch.Generator().manual_seed(0))
+    # TorchScript-based export: the dynamo exporter needs onnxscript, not a requirement here.
+    torch.onnx.export(logits, (probe, ), onnx_path, dynamo=False, input_names=['images'],
+                      output_names=['logits'],
+                      dynamic_axes={'images': {0: 'batch'}, 'logits': {0: 'batch'}})
+    batch = torch.randn(5, *image_shape, generator=torch.Generator().manual_seed(1))
+    session = onnxruntime.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
+    answered = torch.from_numpy(session.run(None, {'images': batch.numpy()})[0])
+    with torch.no_grad():
+        expected = logits(batch)
+    diff = float((answered - expected).abs().max())
+    if diff > 1e-3:
+        raise RuntimeError(f'{onnx_path} answers up to {diff:.3g} away from the torch student '
+                           "on the same images: an operator of the student's model did not "
+                           'export faithfully; do not deploy this file.')
+    return diff

@@ -25,10 +25,10 @@ from torch import nn
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmengine.analysis import get_model_complexity_info  # noqa: E402
-from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 from mmdfkd.apis import load_config  # noqa: E402
+from mmdfkd.apis.export import synthetic_image_shape  # noqa: E402
 from mmdfkd.apis.cli_types import ConfigOptionsAction  # noqa: E402
 from mmdfkd.registry import MODELS  # noqa: E402
 from mmdfkd.utils import is_model_reference  # noqa: E402
@@ -71,21 +71,6 @@ def find_classifiers(model_cfg: dict) -> dict[str, dict | None]:
     return found
 
 
-def input_shape(cfg: Config, shape: list[int] | None) -> tuple[int, ...]:
-    if shape:
-        if len(shape) != 3:
-            raise ValueError(f'--shape takes C H W (e.g. --shape 1 32 32); got {shape}')
-        return tuple(shape)
-    synthesizer = cfg.model.get('synthesizer') or {}
-    generator = synthesizer.get('generator') or {}
-    if synthesizer.get('image_shape') is not None:
-        return tuple(synthesizer['image_shape'])
-    if 'img_size' in generator:  # generator methods: (channels, img_size, img_size)
-        return (generator.get('channels', 3), generator['img_size'], generator['img_size'])
-    raise ValueError('neither model.synthesizer.image_shape nor model.synthesizer.generator.'
-                     'img_size is set: give the input size as --shape C H W.')
-
-
 def complexity(classifier_cfg: dict, shape: tuple[int, ...]) -> dict:
     model = _Logits(MODELS.build(classifier_cfg)).eval()
     info = get_model_complexity_info(model, inputs=(torch.zeros(1, *shape), ),
@@ -106,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cfg = load_config(args.config, cfg_options=args.cfg_options)
         init_default_scope(cfg.get('default_scope', 'mmdfkd'))
-        shape = input_shape(cfg, args.shape)
+        shape = synthetic_image_shape(cfg, args.shape)
         roles = find_classifiers(cfg.model)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f'get_flops.py: {e}')
