@@ -7,11 +7,13 @@ HERE = osp.dirname(osp.abspath(__file__))
 
 
 def read_requirements(name: str) -> list[str]:
+    """The requirement lines of ``requirements/<name>`` (comments and blanks dropped)."""
     with open(osp.join(HERE, 'requirements', name)) as f:
         return [line.strip() for line in f if line.strip() and not line.startswith('#')]
 
 
 def read_version() -> str:
+    """``__version__`` of ``mmdfkd/version.py``, read without importing the package."""
     scope: dict = {}
     with open(osp.join(HERE, 'mmdfkd', 'version.py')) as f:
         exec(f.read(), scope)

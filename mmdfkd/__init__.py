@@ -15,6 +15,6 @@ _register_mmpretrain(init_default_scope=False)
 
 # Importing the sub-packages registers every mmdfkd module, and ``engine`` also installs the
 # checkpoint loader that makes ``resume=True`` work on torch >= 2.6.
-from . import datasets, engine, models  # noqa: F401,E402
+from . import datasets, engine, evaluation, models  # noqa: F401,E402
 
 __all__ = ['__version__']

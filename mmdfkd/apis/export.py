@@ -53,6 +53,17 @@ def _qualify_mmdfkd_types(cfg: Any) -> Any:
     return cfg
 
 
+def _student_metrics(test_evaluator: Any) -> list:
+    """The metrics of ``test_evaluator`` that the student alone can compute: all but
+    ``TeacherAgreement``, which needs the teacher (and, on an unlabelled split, is all there
+    is: the student is then exported without a test split)."""
+    if test_evaluator is None:
+        return []
+    metrics = test_evaluator if isinstance(test_evaluator, (list, tuple)) else [test_evaluator]
+    return [m for m in metrics
+            if str(m.get('type', '')).rsplit('.', 1)[-1] != 'TeacherAgreement']
+
+
 def export_student(config: str, checkpoint: str, out_dir: str,
                    cfg_options: dict | None = None) -> tuple[str, str]:
     """Write ``student.pth`` and ``student_config.py`` into ``out_dir``.
@@ -103,10 +114,12 @@ def export_student(config: str, checkpoint: str, out_dir: str,
     # A run without a test split (no data on the machine that distilled) exports the model
     # alone; mmpretrain's tools/test.py then asks for the split the user adds.
     test_split = {}
-    if cfg.get('test_dataloader') is not None and cfg.get('test_evaluator') is not None:
+    evaluators = _student_metrics(cfg.get('test_evaluator'))
+    if cfg.get('test_dataloader') is not None and evaluators:
         test_split = dict(
             test_dataloader=_qualify_mmdfkd_types(cfg.test_dataloader.to_dict()),
-            test_evaluator=cfg.test_evaluator, test_cfg=dict())
+            test_evaluator=evaluators[0] if len(evaluators) == 1 else evaluators,
+            test_cfg=dict())
     student_cfg = Config(dict(
         default_scope='mmpretrain',
         custom_imports=dict(imports=['mmdfkd'], allow_failed_imports=False),

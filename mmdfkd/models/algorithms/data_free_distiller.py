@@ -15,6 +15,7 @@ from mmdfkd.models.utils import (STUDENT_INIT_MODES, BatchAugment, ModuleOutputR
                                  init_student_from_teacher, output_shapes, stage_names)
 from mmdfkd.models.losses.cam import cam_forward
 from mmdfkd.models.teachers import BaseTeacher, load_classifier_weights, require_access
+from mmdfkd.models.algorithms.student_eval import student_forward_for_eval
 from mmdfkd.registry import MODELS
 from mmdfkd.utils import preserved_random_state
 
@@ -78,6 +79,9 @@ class DataFreeDistiller(BaseModel):
         student_init_seed (int): Seed of the fold's k-means (``'fold'`` only). Different
             seeds merge different channels; on the Fashion-MNIST probe the final student
             accuracy spread over about 1.8 points across eight seeds (docs/benchmarks.md).
+        eval_teacher_agreement (bool): At validation and testing, also ask the teacher for
+            the top-1 class of every image (counted as queries), for the ``TeacherAgreement``
+            metric: validation on unlabelled images.
         data_preprocessor (dict, optional): Normalises real validation/test images into the
             teachers' input space (synthetic images are already in it).
     """
@@ -92,7 +96,7 @@ class DataFreeDistiller(BaseModel):
                  student_augment_groups: int | None = None,
                  student_mixup: dict | None = None,
                  student_init_from_teacher: str | None = None,
-                 student_init_seed: int = 0,
+                 student_init_seed: int = 0, eval_teacher_agreement: bool = False,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         # The teacher's random initialisation is overwritten by its checkpoint; built under
@@ -111,6 +115,7 @@ class DataFreeDistiller(BaseModel):
             load_classifier_weights(built, teacher_ckpt)
         self.teacher = built
         self.student = MODELS.build(student)
+        self.eval_teacher_agreement = eval_teacher_agreement
         image_shape = getattr(self.synthesizer, 'image_shape', None)
         # The class count teacher and student agree on (tools read it, e.g. for folder names).
         self.num_classes: int | None = None
@@ -353,8 +358,9 @@ class DataFreeDistiller(BaseModel):
     # ------------------------------------------------------------------ evaluation
     def forward(self, inputs: torch.Tensor, data_samples: list | None = None,
                 mode: str = 'tensor') -> torch.Tensor | list:
-        """``'predict'``/``'tensor'`` run the student; training goes through train_step."""
+        """``'predict'``/``'tensor'`` run the student (``'predict'`` also the teacher with
+        ``eval_teacher_agreement``); training goes through train_step."""
         if mode == 'loss':
             raise RuntimeError('DataFreeDistiller has no supervised loss mode; train it with '
                                'train_step (the DataFreeTrainLoop calls it).')
-        return self.student(inputs, data_samples, mode=mode)
+        return student_forward_for_eval(self, inputs, data_samples, mode)

@@ -7,6 +7,7 @@ from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
 from torch import nn
 
+from mmdfkd.models.algorithms.student_eval import student_forward_for_eval
 from mmdfkd.models.teachers import BaseTeacher, require_access
 from mmdfkd.models.utils import (BatchAugment, check_batch_sizes, check_models_fit,
                                  classifier_logits_and_features, frozen_parameters)
@@ -62,6 +63,9 @@ class DIPKD(BaseModel):
             pooled batches of the primer and student (label-preserving ones only).
         augment_groups (int, optional): Groups of a batch that share one draw of
             ``augment``'s random parameters (``None``: one draw per image).
+        eval_teacher_agreement (bool): At validation and testing, also buy the teacher's
+            top-1 class of every image (queries like any other: counted, cached, within the
+            budget), for the ``TeacherAgreement`` metric: validation on unlabelled images.
         data_preprocessor (dict, optional): Normalises real validation/test images.
     """
 
@@ -70,9 +74,10 @@ class DIPKD(BaseModel):
                  batch_size: int = 100, ce_weight: float = 1.0, primer_weight: float = 1.0,
                  unlabelled_batch_size: int = 0, unlabelled_source: str = 'priors',
                  augment: list[dict] | None = None,
-                 augment_groups: int | None = None, data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
+                 augment_groups: int | None = None, eval_teacher_agreement: bool = False,
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.eval_teacher_agreement = eval_teacher_agreement
         if dist.get_world_size() > 1:
             # Every process would buy its own labelled set, count and cap its own queries
             # and train on its own set alone: the run would spend world_size x the budget.
@@ -283,10 +288,11 @@ class DIPKD(BaseModel):
     # ------------------------------------------------------------------ evaluation
     def forward(self, inputs: torch.Tensor, data_samples: list | None = None,
                 mode: str = 'tensor') -> torch.Tensor | list:
-        """``'predict'``/``'tensor'`` run the student."""
+        """``'predict'``/``'tensor'`` run the student (``'predict'`` also the teacher with
+        ``eval_teacher_agreement``)."""
         if mode == 'loss':
             raise RuntimeError('DIPKD trains through train_step (the DataFreeTrainLoop calls it)')
-        return self.student(inputs, data_samples, mode=mode)
+        return student_forward_for_eval(self, inputs, data_samples, mode)
 
     def teacher_labels(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher's top-1 labels (counted, cached)."""
