@@ -1,4 +1,9 @@
 """TeacherAgreement: validation on unlabelled images through the teacher's top-1 classes."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -11,7 +16,7 @@ from mmdfkd.apis.export import export_student
 from mmdfkd.datasets import FashionMNISTIdx
 from mmdfkd.evaluation import TEACHER_LABEL_FIELD, TeacherAgreement
 
-from .conftest import FMNIST_ROOT, config_path, needs_fmnist
+from .conftest import FMNIST_ROOT, ROOT, config_path, needs_fmnist, small_eval_options
 from .runner_utils import datafree_cfg, last_checkpoint
 from .test_dipkd import CONFIG as DIPKD_CONFIG
 from .test_dipkd import _small
@@ -135,3 +140,28 @@ def test_exported_student_keeps_only_the_metrics_it_can_compute(teacher_ckpt, tm
     _, only_cfg = export_student(str(only), ckpt, str(tmp_path / 'e2'), options)
     exported = Config.fromfile(only_cfg)
     assert 'test_evaluator' not in exported and 'test_dataloader' not in exported
+
+
+@needs_fmnist
+def test_test_tool_reports_agreement_next_to_accuracy(teacher_ckpt, tmp_path):
+    """tools/test.py --agreement: accuracy and agreement (overall and per teacher class) in
+    the JSON it writes; a teacher config, which has no student, is refused by name."""
+    config = 'deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py'
+    run = str(tmp_path / 'run')
+    build_runner(datafree_cfg(config, run, teacher_ckpt, max_iters=1)).train()
+    options = [f'{k}={v}' for k, v in small_eval_options(100).items()]
+    done = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'test.py'), config_path(*config.split('/')),
+         last_checkpoint(run), '--agreement', '--out', str(tmp_path / 'm.json'),
+         '--work-dir', str(tmp_path / 'w'), '--cfg-options', f'teacher_ckpt={teacher_ckpt}',
+         *options], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / 'm.json').read_text())
+    assert 0 <= metrics['accuracy/top1'] <= 100 and 0 <= metrics['agreement/top1'] <= 100
+    assert len(metrics['agreement/per_class']) == 10
+
+    refused = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'test.py'),
+         config_path('teachers', 'lenet5bn_fmnist.py'), teacher_ckpt, '--agreement'],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert refused.returncode != 0 and 'has no student' in refused.stderr

@@ -5,6 +5,7 @@ For a data-free config the student is evaluated; for a teacher config, the teach
     python tools/test.py CONFIG CHECKPOINT [--out results.json]
     python tools/test.py CONFIG CHECKPOINT --out preds.pkl --out-item pred   # per-image scores
     python tools/test.py CONFIG CHECKPOINT --show-dir vis --interval 100     # drawn predictions
+    python tools/test.py CONFIG CHECKPOINT --agreement   # + agreement with the teacher's top-1
 """
 import argparse
 import copy
@@ -39,6 +40,31 @@ def enable_visualization(cfg: Config, show_dir: str, interval: int) -> None:
     # Small images (28-32 px) are enlarged so the drawn labels stay readable.
     hook.setdefault('resize', 224)
     hook.update(enable=True, out_dir=show_dir, interval=interval)
+
+
+def add_teacher_agreement(cfg: Config) -> None:
+    """Report the student's top-1 agreement with the teacher (``TeacherAgreement``, per
+    class too) next to the config's metrics; the teacher answers every test image (counted
+    as queries)."""
+    if 'student' not in cfg.model:
+        raise SystemExit('--agreement compares a data-free run\'s student with its teacher; '
+                         f'this config\'s model ({cfg.model.get("type")}) has no student.')
+    cfg.model.eval_teacher_agreement = True
+    metrics = cfg.test_evaluator
+    metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+    if not any(str(m.get('type', '')).rsplit('.', 1)[-1] == 'TeacherAgreement'
+               for m in metrics):
+        metrics.append(dict(type='TeacherAgreement', per_class=True))
+    cfg.test_evaluator = metrics
+
+
+def json_metrics(metrics: dict) -> dict:
+    """The metrics as JSON values: numbers, and lists for per-class metrics."""
+    def plain(value: object) -> float | list[float]:
+        if isinstance(value, (list, tuple)) or getattr(value, 'ndim', 0) > 0:
+            return [float(v) for v in value]
+        return float(value)
+    return {k: plain(v) for k, v in metrics.items()}
 
 
 def use_tta_pipeline(cfg: Config) -> None:
@@ -78,6 +104,10 @@ def main() -> None:
                         help='test-time augmentation: average the scores of each image and its '
                         'mirror image (the config\'s tta_model / tta_pipeline when it has '
                         'them), as mmpretrain\'s --tta does')
+    parser.add_argument('--agreement', action='store_true',
+                        help='also report how often the student gives the teacher\'s top-1 '
+                        'class (TeacherAgreement, overall and per teacher class; each test image '
+                        'is one teacher query)')
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none')
@@ -96,6 +126,8 @@ def main() -> None:
         enable_visualization(cfg, args.show_dir, args.interval)
     if args.tta:
         use_tta_pipeline(cfg)
+    if args.agreement:
+        add_teacher_agreement(cfg)
     runner = build_test_runner(cfg, args.checkpoint, 'tools/test.py')
     if args.tta:
         # Wrapped after the build: the data-free runner builds and checks the distiller
@@ -109,7 +141,7 @@ def main() -> None:
         # The evaluation is done by now: a missing folder must not lose its numbers.
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
-            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
+            json.dump(json_metrics(metrics), f, indent=2)
     # As in tools/train.py: a rank that exits while another still uses the gloo connections
     # aborts (SIGABRT) at the end of a good evaluation.
     finish_distributed()

@@ -27,8 +27,8 @@ class TeacherAgreement(BaseMetric):
     share of each teacher class the student also gives) with ``per_class=True``.
 
     Args:
-        num_classes (int, optional): Classes for ``per_class``; default: the largest label
-            seen plus one.
+        num_classes (int, optional): Classes for ``per_class``; default: the dataset's class
+            names (its ``metainfo``), else the largest label seen plus one.
         per_class (bool): Also report the agreement within each teacher class.
     """
 
@@ -57,7 +57,8 @@ class TeacherAgreement(BaseMetric):
         same = pairs[:, 0] == pairs[:, 1]
         metrics = {'top1': float(same.float().mean() * 100)}
         if self.per_class:
-            count = self.num_classes or int(pairs.max()) + 1
+            classes = (self.dataset_meta or {}).get('classes') or ()
+            count = self.num_classes or len(classes) or int(pairs.max()) + 1
             seen = torch.bincount(pairs[:, 1], minlength=count).double()
             agreed = torch.bincount(pairs[same, 1], minlength=count).double()
             metrics['per_class'] = (agreed / seen * 100).tolist()  # NaN: class never given
