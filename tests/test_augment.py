@@ -142,3 +142,36 @@ def test_recipes_raised_to_another_image_size_need_their_crops_resized(tmp_path)
     runner.train()
     images = runner.model.synthesizer.pool.sample(2)[0]
     assert runner.iter == 1 and images.shape[1:] == (3, 48, 48)
+
+
+def test_random_intensity_scale_is_brightness_per_image_in_normalised_space():
+    """Each image of a normalised batch becomes torchvision's brightness change of its pixels
+    by its own factor in the range (black stays black, bright pixels clamp at 255); inside
+    BatchAugment's groups the factor is still per image. A misspelt name lists it."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from mmdfkd.models.utils import RandomIntensityScale
+    mean, std = 72.94, 90.0
+    pixels = torch.rand(8, 1, 16, 16) * 255
+    pixels[:, :, :4] = 0  # a black band
+    images = (pixels - mean) / std
+    scale = RandomIntensityScale((0.5, 1.5), mean=[mean], std=[std])
+    out = scale(images) * std + mean
+    factors = []
+    for before, after in zip(pixels, out):
+        moderate = (before > 10) & (before < 150)  # never clamped for factors <= 1.5
+        factor = float((after[moderate] / before[moderate]).mean())
+        assert 0.5 <= factor <= 1.5
+        expected = TF.adjust_brightness(before / 255, factor) * 255
+        torch.testing.assert_close(after, expected, atol=1e-3, rtol=1e-4)
+        assert after[:, :4].abs().max() < 1e-3
+        factors.append(factor)
+    assert len({round(f, 4) for f in factors}) == 8
+
+    grouped = BatchAugment([dict(type='RandomIntensityScale', scale=(0.5, 1.5), mean=[mean],
+                                 std=[std])], groups=2)(images) * std + mean
+    ratios = {round(float((a[(b > 10) & (b < 150)] / b[(b > 10) & (b < 150)]).mean()), 4)
+              for a, b in zip(grouped, pixels)}
+    assert len(ratios) == 8
+    with pytest.raises(ValueError, match='RandomIntensityScale'):
+        BatchAugment([dict(type='RandomIntensityScal')])

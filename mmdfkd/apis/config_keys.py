@@ -167,7 +167,9 @@ def _is_augment_list(parent_key: str) -> bool:
 
 def _augment_factory(name: str) -> Callable | None:
     from torchvision.transforms import v2
-    factory = getattr(v2, name, None)
+
+    from mmdfkd.models.utils.augment import EXTRA_TRANSFORMS
+    factory = EXTRA_TRANSFORMS.get(name) or getattr(v2, name, None)
     return factory if isinstance(factory, type) else None
 
 
@@ -202,8 +204,12 @@ def _unknown_type_error(name: str, path: str,
     bare = name.rsplit('.', 1)[-1]
     if registry is None:
         from torchvision.transforms import v2
+
+        from mmdfkd.models.utils.augment import EXTRA_TRANSFORMS
         known = [n for n in dir(v2) if isinstance(getattr(v2, n), type)]
-        where = 'torchvision.transforms.v2 (these lists are built by BatchAugment)'
+        known += list(EXTRA_TRANSFORMS)
+        where = ('torchvision.transforms.v2 or mmdfkd\'s '
+                 f"{', '.join(EXTRA_TRANSFORMS)} (these lists are built by BatchAugment)")
         fix = 'a transform of its own is not possible here'
     else:
         if bare in _names_in_any_registry():
@@ -311,6 +317,7 @@ def check_config_keys(node: Any, registry: Registries, path: str,
                         f' (did you mean {elsewhere}?)' if elsewhere else '')
                 name = getattr(factory, '__name__', str(node['type']))
                 module = ('torchvision.transforms.v2' if augment
+                          and factory.__module__.startswith('torchvision')
                           else getattr(factory, '__module__', 'mmdfkd'))
                 raise ValueError(
                     f"{path}.{key}: {name} takes no argument '{key}'{hint}. Its arguments: "

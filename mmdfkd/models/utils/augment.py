@@ -1,9 +1,53 @@
-"""Per-sample augmentation of synthetic batches with torchvision.transforms.v2."""
+"""Per-sample augmentation of synthetic batches with torchvision.transforms.v2 (and
+``RandomIntensityScale``, which v2 lacks for normalised images)."""
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torchvision.transforms import v2
+
+
+class RandomIntensityScale(nn.Module):
+    """Multiply each image's pixel intensities by its own random factor, in a teacher's
+    normalised input space: a dimmer or brighter copy of the same object, whose black
+    background stays black.
+
+    torchvision's ``ColorJitter(brightness=...)`` does the same to ``[0, 1]`` images but
+    clamps normalised ones to ``[0, 1]``, which erases everything below the mean. Here the
+    pixels are taken back to ``[0, pixel_max]``, scaled, clamped there and normalised again.
+    A batch ``(N, C, H, W)`` gets one factor per image, also inside ``BatchAugment``'s groups.
+
+    Args:
+        scale (tuple[float, float]): Range of the uniform factor.
+        mean (list[float]): The normalisation's mean per channel (pixel scale, e.g. 0-255).
+        std (list[float]): Its standard deviation per channel.
+        pixel_max (float): The largest pixel value (255 for 8-bit images).
+    """
+
+    def __init__(self, scale: Sequence[float] = (0.5, 1.5), mean: Sequence[float] = (0., ),
+                 std: Sequence[float] = (1., ), pixel_max: float = 255.) -> None:
+        super().__init__()
+        if len(scale) != 2 or not 0 <= scale[0] <= scale[1]:
+            raise ValueError(f'RandomIntensityScale.scale must be (low, high) with 0 <= low <= '
+                             f'high, got {scale}')
+        self.scale, self.pixel_max = (float(scale[0]), float(scale[1])), float(pixel_max)
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float).view(-1, 1, 1),
+                             persistent=False)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float).view(-1, 1, 1),
+                             persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(C, H, W)`` or ``(N, C, H, W)`` images, each scaled by its own factor."""
+        mean, std = self.mean.to(images), self.std.to(images)
+        pixels = (images * std + mean).clamp(0, self.pixel_max)
+        count = images.size(0) if images.dim() == 4 else 1
+        factor = torch.empty(count, device=images.device).uniform_(*self.scale)
+        factor = factor.view(-1, 1, 1, 1) if images.dim() == 4 else factor.view(1, 1, 1)
+        return ((pixels * factor).clamp(0, self.pixel_max) - mean) / std
+
+
+# Transforms a pipeline may name besides torchvision.transforms.v2's.
+EXTRA_TRANSFORMS = {'RandomIntensityScale': RandomIntensityScale}
 
 
 class BatchAugment(nn.Module):
@@ -22,7 +66,7 @@ class BatchAugment(nn.Module):
     Args:
         transforms (list[dict]): ``dict(type=<name in torchvision.transforms.v2>, **kwargs)``,
             e.g. ``[dict(type='RandomHorizontalFlip'), dict(type='RandomCrop', size=32,
-            padding=2)]``.
+            padding=2)]``, or ``type='RandomIntensityScale'`` (:class:`RandomIntensityScale`).
         per_sample (bool): Independent random parameters for every image (or group).
         groups (int, optional): With ``per_sample``, the number of consecutive groups that
             share one draw; ``None`` = every image its own.
@@ -36,10 +80,12 @@ class BatchAugment(nn.Module):
         for index, cfg in enumerate(transforms):
             cfg = dict(cfg)
             name = cfg.pop('type', None)
-            if not name or not isinstance(getattr(v2, name, None), type):
+            kind = EXTRA_TRANSFORMS.get(name) or getattr(v2, name or '', None)
+            if not name or not isinstance(kind, type):
                 raise ValueError(f'{key}[{index}].type: unknown torchvision.transforms.v2 '
-                                 f"transform '{name}'")
-            ops.append(getattr(v2, name)(**cfg))
+                                 f"transform '{name}' (mmdfkd adds "
+                                 f"{', '.join(sorted(EXTRA_TRANSFORMS))})")
+            ops.append(kind(**cfg))
         if groups is not None and groups < 1:
             raise ValueError(f'{key}_groups must be >= 1 (or None for per image), got {groups}')
         self.pipeline = v2.Compose(ops)
