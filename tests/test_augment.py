@@ -175,3 +175,34 @@ def test_random_intensity_scale_is_brightness_per_image_in_normalised_space():
     assert len(ratios) == 8
     with pytest.raises(ValueError, match='RandomIntensityScale'):
         BatchAugment([dict(type='RandomIntensityScal')])
+
+
+def test_random_patch_erasing_blackens_one_rectangle_per_image():
+    """Every image loses its own rectangle, set to black in the normalised space, of an area
+    within ``scale``; ``p`` decides how many do, also inside BatchAugment's groups."""
+    from mmdfkd.models.utils import RandomPatchErasing
+    mean, std = 72.94, 90.0
+    images = (torch.rand(64, 1, 32, 32) * 200 + 40 - mean) / std  # no pixel is black
+    erase = RandomPatchErasing(p=1.0, scale=(0.02, 0.2), mean=[mean], std=[std])
+    out = erase(images)
+    boxes = set()
+    for before, after in zip(images, out):
+        erased = (after != before)[0]
+        torch.testing.assert_close(after[0][erased] * std + mean,
+                                   torch.zeros(int(erased.sum())), atol=1e-4, rtol=0)
+        rows, cols = erased.any(1).nonzero(), erased.any(0).nonzero()
+        top, left = int(rows.min()), int(cols.min())
+        height, width = int(rows.max()) - top + 1, int(cols.max()) - left + 1
+        assert int(erased.sum()) == height * width  # a filled rectangle
+        assert 0.02 * 1024 * 0.5 <= height * width <= 0.2 * 1024 * 1.5  # rounding of sides
+        boxes.add((top, left, height, width))
+    assert len(boxes) > 50
+    assert erase(images[0]).shape == images[0].shape
+
+    grouped = BatchAugment([dict(type='RandomPatchErasing', p=0.5, mean=[mean], std=[std])],
+                           groups=4)(images)
+    kept = [bool((a == b).all()) for a, b in zip(grouped, images)]
+    assert 16 < sum(kept) < 48
+    assert torch.equal(RandomPatchErasing(p=0.0)(images), images)
+    with pytest.raises(ValueError, match='RandomPatchErasing.scale'):
+        RandomPatchErasing(scale=(0.3, 0.1))

@@ -1,4 +1,4 @@
-from .augment import BatchAugment, PartialMixup, RandomIntensityScale
+from .augment import BatchAugment, PartialMixup, RandomIntensityScale, RandomPatchErasing
 from .classifier import classifier_logits_and_features
 from .recorder import ModuleOutputRecorder, deepest_output, output_shapes, stage_names
 from .fit_check import check_batch_sizes, check_models_fit, check_step_sizes, count_classes
@@ -9,7 +9,8 @@ from .teacher_fold import fold_student_from_teacher, weighted_kmeans
 from .teacher_slice import CHANNEL_ORDERS, STUDENT_INIT_MODES, init_student_from_teacher
 
 __all__ = [
-    'BatchAugment', 'PartialMixup', 'RandomIntensityScale', 'classifier_logits_and_features',
+    'BatchAugment', 'PartialMixup', 'RandomIntensityScale', 'RandomPatchErasing',
+    'classifier_logits_and_features',
     'ModuleOutputRecorder',
     'deepest_output', 'output_shapes', 'stage_names',
     'frozen_parameters', 'check_batch_sizes', 'check_models_fit', 'check_step_sizes',

@@ -1,5 +1,6 @@
 """Per-sample augmentation of synthetic batches with torchvision.transforms.v2 (and
-``RandomIntensityScale``, which v2 lacks for normalised images)."""
+``RandomIntensityScale`` / ``RandomPatchErasing``, which v2 lacks for normalised batches)."""
+import math
 from collections.abc import Sequence
 
 import torch
@@ -46,8 +47,67 @@ class RandomIntensityScale(nn.Module):
         return ((pixels * factor).clamp(0, self.pixel_max) - mean) / std
 
 
+class RandomPatchErasing(nn.Module):
+    """Erase one random rectangle of each image to a pixel value (black by default), every
+    image with its own draw, in a teacher's normalised input space.
+
+    torchvision's ``RandomErasing`` takes its fill in the tensor's own units and draws one
+    rectangle per call, so inside ``BatchAugment``'s groups every image of a group would lose
+    the same patch, and a per-image loop costs a Python round trip per image. Here the
+    rectangles of a whole batch are drawn at once as masks. Sizes follow ``RandomErasing``:
+    an area fraction from ``scale`` and a log-uniform aspect ratio from ``ratio``; a side
+    longer than the image is cut to it (``RandomErasing`` would redraw).
+
+    Args:
+        p (float): Probability that an image loses a patch.
+        scale (tuple[float, float]): Range of the patch's area as a fraction of the image's.
+        ratio (tuple[float, float]): Range of the patch's height / width.
+        fill (float): The patch's pixel value (pixel scale, 0 = black).
+        mean (list[float]): The normalisation's mean per channel (pixel scale).
+        std (list[float]): Its standard deviation per channel.
+    """
+
+    def __init__(self, p: float = 0.5, scale: Sequence[float] = (0.02, 0.2),
+                 ratio: Sequence[float] = (0.3, 3.3), fill: float = 0.,
+                 mean: Sequence[float] = (0., ), std: Sequence[float] = (1., )) -> None:
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f'RandomPatchErasing.p must be in [0, 1], got {p}')
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f'RandomPatchErasing.scale must be (low, high) with 0 < low <= '
+                             f'high <= 1, got {scale}')
+        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f'RandomPatchErasing.ratio must be (low, high) with 0 < low <= '
+                             f'high, got {ratio}')
+        self.p, self.scale = float(p), (float(scale[0]), float(scale[1]))
+        self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+        fill_value = (torch.tensor(float(fill)) - torch.tensor(mean, dtype=torch.float)) / \
+            torch.tensor(std, dtype=torch.float)
+        self.register_buffer('fill', fill_value.view(-1, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(C, H, W)`` or ``(N, C, H, W)`` images, each with its own erased patch (or none)."""
+        batch = images if images.dim() == 4 else images.unsqueeze(0)
+        n, _, height, width = batch.shape
+        device = batch.device
+        area = torch.empty(n, device=device).uniform_(*self.scale) * height * width
+        aspect = torch.empty(n, device=device).uniform_(*self.log_ratio).exp()
+        patch_h = (area * aspect).sqrt().round().clamp(1, height)
+        patch_w = (area / aspect).sqrt().round().clamp(1, width)
+        top = (torch.rand(n, device=device) * (height - patch_h + 1)).floor()
+        left = (torch.rand(n, device=device) * (width - patch_w + 1)).floor()
+        rows = torch.arange(height, device=device).view(1, -1, 1)
+        cols = torch.arange(width, device=device).view(1, 1, -1)
+        mask = ((rows >= top.view(-1, 1, 1)) & (rows < (top + patch_h).view(-1, 1, 1))
+                & (cols >= left.view(-1, 1, 1)) & (cols < (left + patch_w).view(-1, 1, 1)))
+        mask &= (torch.rand(n, device=device) < self.p).view(-1, 1, 1)
+        out = torch.where(mask.unsqueeze(1), self.fill.to(batch), batch)
+        return out if images.dim() == 4 else out.squeeze(0)
+
+
 # Transforms a pipeline may name besides torchvision.transforms.v2's.
-EXTRA_TRANSFORMS = {'RandomIntensityScale': RandomIntensityScale}
+EXTRA_TRANSFORMS = {'RandomIntensityScale': RandomIntensityScale,
+                    'RandomPatchErasing': RandomPatchErasing}
 
 
 class BatchAugment(nn.Module):
@@ -66,7 +126,8 @@ class BatchAugment(nn.Module):
     Args:
         transforms (list[dict]): ``dict(type=<name in torchvision.transforms.v2>, **kwargs)``,
             e.g. ``[dict(type='RandomHorizontalFlip'), dict(type='RandomCrop', size=32,
-            padding=2)]``, or ``type='RandomIntensityScale'`` (:class:`RandomIntensityScale`).
+            padding=2)]``, or ``type='RandomIntensityScale'`` / ``'RandomPatchErasing'``
+            (:class:`RandomIntensityScale`, :class:`RandomPatchErasing`).
         per_sample (bool): Independent random parameters for every image (or group).
         groups (int, optional): With ``per_sample``, the number of consecutive groups that
             share one draw; ``None`` = every image its own.
