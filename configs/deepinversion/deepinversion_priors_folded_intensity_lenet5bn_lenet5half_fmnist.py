@@ -3,9 +3,9 @@
 # 0.5-1.5 (RandomIntensityScale, in the normalised input space; the black background stays
 # black), and the teacher labels it as it is. Garments of one class come in every shade,
 # while the inversion's images of a class tend to one. The 40-iteration probe
-# (docs/benchmarks.md): 84.45 % against 83.97 % over three seeds; the full
-# recipe with the same augmentation 86.08 / 86.02 % against 85.54 / 85.35 % (seeds 0 / 1);
-# this config (its factors drawn in another order) 85.87 % on seed 0.
+# (docs/benchmarks.md): 84.45 % against 83.97 % over three seeds. Suite row
+# deepinversion-priors-folded-intensity, 91.44 % teacher: 85.87 / 86.12 / 85.91 % (seeds
+# 0 / 1 / 2, mean 85.97 %) against 85.54 / 85.35 / 84.88 % (85.26 %) for the folded config.
 _base_ = ['./deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py']
 
 model = dict(student_augment=[
