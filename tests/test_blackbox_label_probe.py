@@ -87,3 +87,36 @@ def test_guide_needs_rounds():
 
 if __name__ == '__main__':
     pytest.main([__file__])
+
+
+def test_train_classifier_augments_every_batch_it_learns_from():
+    tool = load_tool()
+    from mmdfkd.models.utils import BatchAugment
+    intensity = BatchAugment([dict(type='RandomIntensityScale', scale=(0.5, 1.5))])
+    seen = []
+
+    def augment(x):
+        out = intensity(x)
+        seen.append((x.clone(), out))
+        return out
+
+    images = torch.rand(64, 1, 32, 32)
+    labels = torch.arange(64) % 10
+    args = type('Args', (), dict(lr=0.01, weight_decay=0.0, batch_size=8, mixup=0.0,
+                                 label_smoothing=0.0))()
+    tool.train_classifier(LENET5, images, labels, args, steps=5, seed=0, augment=augment)
+    assert len(seen) == 5  # one call per step, on the batch of that step
+    for before, after in seen:
+        assert after.shape == before.shape == (8, 1, 32, 32)
+        ratio = after.flatten(1).sum(1) / before.flatten(1).sum(1)
+        # one factor per image, in range (no clamping at 255 for [0, 1] pixels)
+        assert ((ratio > 0.5 - 1e-4) & (ratio < 1.5 + 1e-4)).all() and ratio.std() > 0
+
+
+def test_probe_augment_flag_needs_a_config_augment():
+    cmd = [sys.executable, TOOL,
+           config_path('dipkd', 'dipkd_labelmix_texture_lenet5_lenet5_fmnist.py'),
+           '--augment', '--labels', '10']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode != 0
+    assert 'model.augment' in proc.stderr and 'sets none' in proc.stderr

@@ -3,13 +3,10 @@
 # distillation into LeNet-5-half -> teacher and student accuracy on the real test split.
 #   METHOD_CONFIG=configs/zskt/... bash tools/quickstart.sh   to pick another method
 # The default is the best white-box row of docs/benchmarks.md (DeepInversion from image
-# priors, student folded from the teacher's channels). From a fresh clone on the 2-core CPU
-# machine (2026-12-06, alone on the CPU) the teacher trained here reached 91.44 % and the
-# student 85.54 %, the teacher taking about 4 minutes and the distillation about 9 (774 s
-# in all; on another machine the same day 91.44 % / 84.95 %, 858 s; on 2026-11-24:
-# 91.44 % / 85.54 %, 835 s; retraining the teacher moves the student). Earlier
-# runs, with the data loaded by worker processes and another teacher: 91.73 % / 85.72 %
-# in ~9 + ~10 minutes; 86.11 % on 2026-11-23.
+# priors, student folded from the teacher's channels, its batches rescaled in intensity:
+# deepinversion-priors-folded-intensity, 85.97 % over three seeds with the 91.44 % teacher
+# this script trains, against 85.26 % without the intensity factor). Fresh-clone runs are in
+# the README; retraining the teacher on another machine can move the student by a point.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -18,7 +15,7 @@ PY=${PYTHON:-python3}
 TEACHER_CONFIG=configs/teachers/lenet5bn_fmnist.py
 TEACHER_DIR=work_dirs/teachers/lenet5bn_fmnist
 TEACHER_CKPT=$TEACHER_DIR/epoch_15.pth
-METHOD_CONFIG=${METHOD_CONFIG:-configs/deepinversion/deepinversion_priors_folded_lenet5bn_lenet5half_fmnist.py}
+METHOD_CONFIG=${METHOD_CONFIG:-configs/deepinversion/deepinversion_priors_folded_intensity_lenet5bn_lenet5half_fmnist.py}
 STUDENT_DIR=work_dirs/quickstart/$(basename "$METHOD_CONFIG" .py)
 
 if [ ! -f "$TEACHER_CKPT" ]; then

@@ -3,7 +3,7 @@
     python tools/analysis_tools/blackbox_label_probe.py CONFIG --labels 20000 [--seed 0]
         [--rounds 2 --guide {target,boundary,away} --guide-steps 10] [--cfg-options ...]
     python tools/analysis_tools/blackbox_label_probe.py CONFIG --from-checkpoint CKPT
-        [--label-smoothing 0.1] [--mixup 0.4] [--weight-decay 5e-3]
+        [--label-smoothing 0.1] [--mixup 0.4] [--weight-decay 5e-3] [--augment]
 
 An analysis tool behind the black-box probes in docs/benchmarks.md, not a training entry point
 (no runner, no checkpoints). From a DIP-KD CONFIG it builds the teacher wrapper (every image
@@ -28,6 +28,7 @@ import os.path as osp
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
@@ -44,6 +45,7 @@ from mmdfkd.apis.cli_types import (ConfigOptionsAction, positive_int,  # noqa: E
                                    positive_number)
 from mmdfkd.apis.config import merge_cfg_options  # noqa: E402
 from mmdfkd.models.synthesizers import SyntheticDataPool  # noqa: E402
+from mmdfkd.models.utils import BatchAugment  # noqa: E402
 from mmdfkd.registry import DATASETS, MODELS  # noqa: E402
 
 GUIDES = ('none', 'target', 'boundary', 'away')
@@ -80,6 +82,10 @@ def parse_args() -> argparse.Namespace:
                         help='label smoothing of the CE (0 = off)')
     parser.add_argument('--mixup', type=float, default=0.0,
                         help='Beta(a, a) mixup of labelled pairs with mixed CE (0 = off)')
+    parser.add_argument('--augment', action='store_true',
+                        help="apply the config's model.augment to every training batch, as "
+                             "DIPKD's primer and student phases do (the labels stay those "
+                             "bought for the unaugmented images)")
     parser.add_argument('--cfg-options', nargs='+', action=ConfigOptionsAction,
                         help='config overrides, as for tools/train.py')
     args = parser.parse_args()
@@ -118,8 +124,11 @@ def predict(model: torch.nn.Module, images: torch.Tensor, chunk: int = 1000) -> 
 
 
 def train_classifier(model_cfg: dict, images: torch.Tensor, labels: torch.Tensor,
-                     args: argparse.Namespace, steps: int, seed: int) -> torch.nn.Module:
-    """A fresh classifier trained with class-balanced CE (SGD, cosine) on labelled images."""
+                     args: argparse.Namespace, steps: int, seed: int,
+                     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+                     ) -> torch.nn.Module:
+    """A fresh classifier trained with class-balanced CE (SGD, cosine) on labelled images,
+    each batch passed through ``augment`` first when one is given."""
     torch.manual_seed(seed)
     model = MODELS.build(model_cfg)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9,
@@ -131,6 +140,8 @@ def train_classifier(model_cfg: dict, images: torch.Tensor, labels: torch.Tensor
     for _ in range(steps):
         index = torch.multinomial(weights, args.batch_size, replacement=True)
         x, y = images[index], labels[index]
+        if augment is not None:
+            x = augment(x)
         if mix is None:
             loss = F.cross_entropy(model(x, mode='tensor'), y,
                                    label_smoothing=args.label_smoothing)
@@ -201,6 +212,13 @@ def main() -> None:
     propagate_teacher_ckpt(cfg)
     init_default_scope(cfg.get('default_scope', 'mmdfkd'))
     student_cfg = cfg.model.student.to_dict()
+    augment = None
+    if args.augment:
+        if not cfg.model.get('augment'):
+            raise ValueError(f'--augment applies model.augment, but {args.config} sets none; '
+                             'add model.augment=[...] to the config (a list of transforms)')
+        augment = BatchAugment(cfg.model.augment, groups=cfg.model.get('augment_groups'),
+                               key='model.augment')
     start = time.time()
     result = dict(config=args.config, seed=args.seed)
 
@@ -238,13 +256,15 @@ def main() -> None:
         result.update(labels=args.labels, rounds=args.rounds, guide=args.guide,
                       guide_steps=args.guide_steps, guide_lr=args.guide_lr,
                       guide_tv=args.guide_tv, queries=int(teacher.queries))
-    model = train_classifier(student_cfg, images, labels, args, args.steps, seed=args.seed)
+    model = train_classifier(student_cfg, images, labels, args, args.steps, seed=args.seed,
+                             augment=augment)
     test_images, test_labels = real_test_split(cfg, synthesizer.image_shape)
     pred = predict(model, test_images).argmax(1)
     num_classes = int(test_labels.max()) + 1
     result.update(
         steps=args.steps, lr=args.lr, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, mixup=args.mixup,
+        augment=cfg.model.get('augment') if args.augment else None,
         label_counts=torch.bincount(labels, minlength=num_classes).tolist(),
         accuracy=round(100 * float((pred == test_labels).float().mean()), 2),
         per_class=[round(100 * float((pred[test_labels == c] == c).float().mean()), 1)
