@@ -120,6 +120,11 @@ SUITES: dict[str, Suite] = {
             Row('cpsc_dfkd-priors-editor-folded-steps10', 'white-box',
                 'configs/cpsc_dfkd/'
                 'cpsc_dfkd_priors_editor_folded_steps10_lenet5bn_lenet5half_fmnist.py'),
+            # The editor row with a per-image intensity factor on the student's batches, as in
+            # deepinversion-priors-folded-intensity.
+            Row('cpsc_dfkd-priors-editor-folded-steps10-intensity', 'white-box',
+                'configs/cpsc_dfkd/'
+                'cpsc_dfkd_priors_editor_folded_steps10_intensity_lenet5bn_lenet5half_fmnist.py'),
             # The priors row with DeepInversion's student diet: 20 steps per iteration, all
             # on pooled generator batches (fewer iterations to stay inside the budget).
             Row('cpsc_dfkd-priors-folded-pooled20', 'white-box',
