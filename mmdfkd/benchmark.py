@@ -67,6 +67,9 @@ SUITES: dict[str, Suite] = {
             Row('deepinversion-priors-folded-intensity', 'white-box',
                 'configs/deepinversion/'
                 'deepinversion_priors_folded_intensity_lenet5bn_lenet5half_fmnist.py'),
+            Row('deepinversion-priors-folded-intensity-long', 'white-box',
+                'configs/deepinversion/'
+                'deepinversion_priors_folded_intensity_long_lenet5bn_lenet5half_fmnist.py'),
             Row('cmi', 'white-box', 'configs/cmi/cmi_lenet5bn_lenet5half_fmnist.py'),
             Row('fast_dfkd', 'white-box',
                 'configs/fast_dfkd/fast_dfkd_lenet5bn_lenet5half_fmnist.py'),
